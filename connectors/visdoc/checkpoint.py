@@ -1,0 +1,141 @@
+"""Locate a jina-embeddings-v4 checkpoint and read the facts the encoder needs from its files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+
+DEFAULT_MODEL = "jinaai/jina-embeddings-v4"
+ADAPTER_DIR = "adapters"
+REQUIRED_FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    f"{ADAPTER_DIR}/adapter_config.json",
+    f"{ADAPTER_DIR}/adapter_model.safetensors",
+)
+WEIGHTS_INDEX = "model.safetensors.index.json"
+SINGLE_WEIGHTS = "model.safetensors"
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", f"{ADAPTER_DIR}/*"]
+CONFIG_KEYS = (
+    "text_config",
+    "vision_config",
+    "task_names",
+    "matryoshka_dims",
+    "multi_vector_projector_dim",
+    "image_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+)
+
+
+@dataclass(frozen=True)
+class PixelBudget:
+    """Image preprocessing settings from ``preprocessor_config.json``."""
+
+    min_pixels: int
+    max_pixels: int
+    patch_size: int
+    merge_size: int
+    temporal_patch_size: int
+    rescale_factor: float
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+
+    @property
+    def factor(self) -> int:
+        """Side of the pixel square that becomes one language-model token (28 for Qwen2.5-VL)."""
+        return self.patch_size * self.merge_size
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint folder on disk and its parsed configuration."""
+
+    path: Path
+    config: dict[str, Any]
+    pixels: PixelBudget
+    weight_files: tuple[Path, ...]
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(self.config["task_names"])
+
+    @property
+    def matryoshka_dims(self) -> tuple[int, ...]:
+        return tuple(self.config["matryoshka_dims"])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config["text_config"]["hidden_size"])
+
+    @property
+    def multivector_dim(self) -> int:
+        return int(self.config["multi_vector_projector_dim"])
+
+
+def resolve(name_or_path: str | Path, *, revision: str | None = None) -> Path:
+    """Return a local folder for a checkpoint path or a Hugging Face hub id (downloading it)."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{path} is a file; expected a checkpoint folder")
+        return path
+    if str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
+        raise CheckpointError(f"{name_or_path}: no such checkpoint folder (and not a hub id 'owner/name')")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path), revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as exc:  # network errors, unknown repo, gated repo ...
+        raise CheckpointError(f"could not fetch {name_or_path} from the Hugging Face hub: {exc}") from exc
+
+
+def read_checkpoint(folder: Path) -> Checkpoint:
+    """Validate a checkpoint folder and parse its configuration files."""
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    weight_files = _weight_files(folder, missing)
+    if missing:
+        raise CheckpointError(f"checkpoint {folder} is missing: {', '.join(missing)}")
+    config = _read_json(folder / "config.json")
+    absent = [key for key in CONFIG_KEYS if key not in config]
+    if absent:
+        raise CheckpointError(f"{folder / 'config.json'} lacks {', '.join(absent)}")
+    pre = _read_json(folder / "preprocessor_config.json")
+    try:
+        pixels = PixelBudget(
+            min_pixels=int(pre["min_pixels"]),
+            max_pixels=int(pre["max_pixels"]),
+            patch_size=int(pre["patch_size"]),
+            merge_size=int(pre["merge_size"]),
+            temporal_patch_size=int(pre["temporal_patch_size"]),
+            rescale_factor=float(pre["rescale_factor"]),
+            image_mean=tuple(pre["image_mean"]),
+            image_std=tuple(pre["image_std"]),
+        )
+    except KeyError as exc:
+        raise CheckpointError(f"{folder / 'preprocessor_config.json'} lacks {exc}") from None
+    return Checkpoint(path=folder, config=config, pixels=pixels, weight_files=weight_files)
+
+
+def _weight_files(folder: Path, missing: list[str]) -> tuple[Path, ...]:
+    index = folder / WEIGHTS_INDEX
+    if index.is_file():
+        shards = sorted(set(_read_json(index)["weight_map"].values()))
+        missing.extend(name for name in shards if not (folder / name).is_file())
+        return tuple(folder / name for name in shards)
+    if (folder / SINGLE_WEIGHTS).is_file():
+        return (folder / SINGLE_WEIGHTS,)
+    missing.append(f"{WEIGHTS_INDEX} or {SINGLE_WEIGHTS}")
+    return ()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc

@@ -1,0 +1,325 @@
+"""``JinaV4``: load jina-embeddings-v4 natively and encode texts and images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .batching import plan_batches
+from .checkpoint import DEFAULT_MODEL, Checkpoint, read_checkpoint, resolve
+from .errors import ImageLoadError, UnknownPromptError, UnknownTaskError, UnsupportedDimError
+from .images import ImageInput, describe, open_images, to_rgb
+from .outputs import EncodeResult
+from .preprocess import ImageGrid, ImagePreprocessor
+from .tokenization import PROMPT_PREFIXES, PromptTokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+    from .network import Network
+
+DEFAULT_MAX_LENGTH = 32768
+CPU_BATCH_TOKENS = 8192
+GPU_BATCH_TOKENS = 32768
+SYMMETRIC_TASKS = {"text-matching"}
+DTYPE_NAMES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}  # fmt: skip
+
+
+@dataclass
+class _Sequence:
+    """One model input: token ids, the dense pooling span, and its image (if any)."""
+
+    ids: list[int]
+    pool_start: int
+    pool_end: int
+    grid: ImageGrid | None = None
+
+
+BatchPlanner = Callable[[Sequence[int], int, "int | None"], list[list[int]]]
+
+
+class JinaV4:
+    """jina-embeddings-v4 on stock transformers modules, with all task adapters resident.
+
+    Create it with :meth:`from_pretrained`; encode with :meth:`encode_texts` and
+    :meth:`encode_images`. One forward pass yields both the dense and the multi-vector output.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        checkpoint: Checkpoint,
+        *,
+        name: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        max_batch_tokens: int | None = None,
+    ) -> None:
+        c = checkpoint.config
+        self.network = network
+        self.checkpoint = checkpoint
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.max_batch_tokens = max_batch_tokens or (GPU_BATCH_TOKENS if device.type == "cuda" else CPU_BATCH_TOKENS)
+        self.tokenizer = PromptTokenizer(
+            checkpoint.path / "tokenizer.json",
+            image_token_id=c["image_token_id"],
+            vision_start_id=c["vision_start_token_id"],
+            vision_end_id=c["vision_end_token_id"],
+            max_length=max_length,
+        )
+        self.preprocessor = ImagePreprocessor(checkpoint.pixels)
+        self._plan: BatchPlanner = plan_batches
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike = DEFAULT_MODEL,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        attn_implementation: str | None = None,
+        revision: str | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        max_batch_tokens: int | None = None,
+    ) -> JinaV4:
+        """Load a checkpoint folder or hub id (``jinaai/jina-embeddings-v4``) without remote code.
+
+        ``dtype`` defaults to bfloat16 on GPU and float32 on CPU; ``attn_implementation`` to
+        ``flash_attention_2`` when flash-attn is installed and the device is CUDA, else ``sdpa``.
+        ``max_batch_tokens`` bounds padded tokens per forward pass.
+        """
+        import torch
+
+        from .network import load_network
+
+        folder = resolve(name_or_path, revision=revision)
+        ckpt = read_checkpoint(folder)
+        dev = _pick_device(device)
+        torch_dtype = _pick_dtype(dtype, dev)
+        attn = attn_implementation or _pick_attention(dev)
+        network = load_network(ckpt, device=dev, dtype=torch_dtype, attn_implementation=attn)
+        return cls(
+            network,
+            ckpt,
+            name=str(name_or_path),
+            device=dev,
+            dtype=torch_dtype,
+            max_length=max_length,
+            max_batch_tokens=max_batch_tokens,
+        )
+
+    # -- facts -------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.checkpoint.task_names
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """Matryoshka sizes the dense vector may be truncated to; the last is the full size."""
+        return self.checkpoint.matryoshka_dims
+
+    @property
+    def multivector_dim(self) -> int:
+        return self.checkpoint.multivector_dim
+
+    def __repr__(self) -> str:
+        return f"JinaV4({self.name!r}, device={self.device}, dtype={self.dtype})"
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def encode_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        task: str = "retrieval",
+        prompt_name: str = "query",
+        dim: int | None = None,
+        dense: bool = True,
+        multivector: bool = False,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> EncodeResult:
+        """Embed texts as queries or passages (``prompt_name``); ``text-matching`` is symmetric."""
+        self._check_task(task)
+        dim = self._check_dim(dim)
+        if prompt_name not in PROMPT_PREFIXES:
+            raise UnknownPromptError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(PROMPT_PREFIXES)}")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i} is a {type(text).__name__}, expected str")
+        prefix = PROMPT_PREFIXES["query" if task in SYMMETRIC_TASKS else prompt_name]
+        seqs = [_Sequence(ids, 0, len(ids)) for ids in self.tokenizer.texts(texts, prefix)]
+        return self._encode(seqs, None, task=task, dim=dim, dense=dense, multivector=multivector,
+                            batch_size=batch_size, show_progress=show_progress)  # fmt: skip
+
+    def encode_images(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        task: str = "retrieval",
+        dim: int | None = None,
+        dense: bool = True,
+        multivector: bool = False,
+        max_pixels: int | None = None,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> EncodeResult:
+        """Embed images (PIL images, paths or bytes), e.g. rendered document pages.
+
+        ``max_pixels`` lowers the checkpoint's pixel budget for this call (fewer tokens per
+        page, faster, coarser). Unreadable images raise :class:`ImageLoadError` naming the index.
+        """
+        self._check_task(task)
+        dim = self._check_dim(dim)
+        opened = open_images(images)
+        seqs = []
+        for i, image in enumerate(opened):
+            try:
+                grid = self.preprocessor.grid(*image.size, max_pixels=max_pixels)
+            except ValueError as exc:
+                raise ImageLoadError(i, describe(images[i]), str(exc)) from None
+            ids, start, end = self.tokenizer.image(grid.tokens(self.checkpoint.pixels.merge_size))
+            seqs.append(_Sequence(ids, start, end, grid))
+        sources = [describe(item) for item in images]
+        return self._encode(seqs, (opened, sources), task=task, dim=dim, dense=dense, multivector=multivector,
+                            batch_size=batch_size, show_progress=show_progress)  # fmt: skip
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise UnknownTaskError(f"unknown task {task!r}; this checkpoint has {list(self.tasks)}")
+
+    def _check_dim(self, dim: int | None) -> int:
+        if dim is None:
+            return self.dims[-1]
+        if dim not in self.dims:
+            raise UnsupportedDimError(f"dim={dim} is not a Matryoshka size of this model; use one of {list(self.dims)}")
+        return dim
+
+    def _encode(
+        self,
+        seqs: list[_Sequence],
+        images: tuple[list[Any], list[str]] | None,
+        *,
+        task: str,
+        dim: int,
+        dense: bool,
+        multivector: bool,
+        batch_size: int | None,
+        show_progress: bool,
+    ) -> EncodeResult:
+        if not (dense or multivector):
+            raise ValueError("nothing to compute: set dense=True and/or multivector=True")
+        n = len(seqs)
+        dense_out = np.zeros((n, dim), dtype=np.float32) if dense else None
+        mv_out: list[np.ndarray] | None = [np.empty((0, self.multivector_dim), np.float32)] * n if multivector else None
+        if n == 0:
+            return EncodeResult(dense_out, mv_out)
+        import torch
+
+        batches = self._plan([len(s.ids) for s in seqs], self.max_batch_tokens, batch_size)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, unit="item", disable=not show_progress) as bar, torch.inference_mode():
+            self.network.use_task(task)
+            for batch in batches:
+                pixels = self._pixels(batch, seqs, images) if images is not None else None
+                d, mv = self._forward([seqs[i] for i in batch], pixels, dim=dim, dense=dense, multivector=multivector)
+                for row, index in enumerate(batch):
+                    if dense_out is not None:
+                        dense_out[index] = d[row]
+                    if mv_out is not None:
+                        mv_out[index] = mv[row]
+                bar.update(len(batch))
+        return EncodeResult(dense_out, mv_out)
+
+    def _pixels(self, batch: list[int], seqs: list[_Sequence], images: tuple[list[Any], list[str]]) -> torch.Tensor:
+        import torch
+
+        opened, sources = images
+        patches = []
+        for i in batch:
+            grid = seqs[i].grid
+            assert grid is not None
+            patches.append(self.preprocessor.patches(to_rgb(opened[i], i, sources[i]), grid))
+        return torch.cat(patches)
+
+    def _forward(
+        self, seqs: list[_Sequence], pixels: torch.Tensor | None, *, dim: int, dense: bool, multivector: bool
+    ) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+        """One forward pass over a batch; returns dense rows and per-item token matrices."""
+        import torch
+        import torch.nn.functional as F
+
+        lengths = [len(s.ids) for s in seqs]
+        width = max(lengths)
+        ids = torch.full((len(seqs), width), self.tokenizer.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s.ids)] = torch.tensor(s.ids)
+            mask[row, : len(s.ids)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        kwargs: dict[str, Any] = {"attention_mask": mask if min(lengths) < width else None}
+        if pixels is not None:
+            grids = [s.grid for s in seqs]
+            kwargs["pixel_values"] = pixels.to(self.device, self.dtype)
+            kwargs["image_grid_thw"] = torch.tensor([[g.t, g.h, g.w] for g in grids], device=self.device)  # type: ignore[union-attr]
+            kwargs["mm_token_type_ids"] = (ids == self.tokenizer.image_token_id).int()
+        hidden = self.network.model(input_ids=ids, use_cache=False, **kwargs).last_hidden_state
+
+        dense_rows = None
+        if dense:
+            span = torch.zeros((len(seqs), width), dtype=torch.float32, device=self.device)
+            for row, s in enumerate(seqs):
+                span[row, s.pool_start : s.pool_end] = 1.0
+            pooled = torch.bmm(span.unsqueeze(1), hidden.float()).squeeze(1) / span.sum(1, keepdim=True)
+            pooled = F.normalize(F.normalize(pooled, dim=-1)[:, :dim], dim=-1)
+            dense_rows = pooled.cpu().numpy()
+        token_rows = None
+        if multivector:
+            tokens = self.network.multi_vector_projector(hidden[mask.bool()])
+            tokens = F.normalize(tokens.float(), dim=-1).cpu().numpy()
+            token_rows = np.split(tokens, np.cumsum(lengths)[:-1])
+        return dense_rows, token_rows
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    import torch
+
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(set(DTYPE_NAMES.values()))}")
+    return getattr(torch, name)
+
+
+def _pick_attention(device: torch.device) -> str:
+    import importlib.util
+
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"

@@ -1,0 +1,58 @@
+"""Prompt construction and tokenisation for text and image inputs (no special tokens added)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import CheckpointError
+
+PROMPT_PREFIXES = {"query": "Query: ", "passage": "Passage: "}
+IMAGE_PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|>\n"
+PAD_TOKEN = "<|endoftext|>"
+
+
+class PromptTokenizer:
+    """Tokenises prompted texts and builds the fixed image prompt around ``n`` image tokens."""
+
+    def __init__(
+        self,
+        tokenizer_file: Path,
+        *,
+        image_token_id: int,
+        vision_start_id: int,
+        vision_end_id: int,
+        max_length: int,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(tokenizer_file))
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self.max_length = max_length
+        pad = self._tok.token_to_id(PAD_TOKEN)
+        if pad is None:
+            raise CheckpointError(f"{tokenizer_file} has no {PAD_TOKEN} token")
+        self.pad_id = pad
+        ids = self._tok.encode(IMAGE_PROMPT, add_special_tokens=False).ids
+        if ids.count(image_token_id) != 1:
+            raise CheckpointError(f"{tokenizer_file}: the image prompt does not map <|image_pad|> to id {image_token_id}")
+        split = ids.index(image_token_id)
+        self._image_head, self._image_tail = ids[:split], ids[split + 1 :]
+        if self._image_head[-1:] != [vision_start_id] or self._image_tail[:1] != [vision_end_id]:
+            raise CheckpointError(f"{tokenizer_file}: vision start/end ids differ from config.json")
+        self.image_token_id = image_token_id
+
+    def texts(self, texts: Sequence[str], prefix: str) -> list[list[int]]:
+        """Token ids of ``prefix + text`` for each text, truncated on the right to ``max_length``."""
+        encodings = self._tok.encode_batch([prefix + t for t in texts], add_special_tokens=False)
+        return [e.ids[: self.max_length] for e in encodings]
+
+    def image(self, n_image_tokens: int) -> tuple[list[int], int, int]:
+        """Ids of the image prompt with ``n`` image tokens, and the pooled span [start, end).
+
+        The pooled span runs from ``<|vision_start|>`` to ``<|vision_end|>``, both included.
+        """
+        ids = self._image_head + [self.image_token_id] * n_image_tokens + self._image_tail
+        start = len(self._image_head) - 1
+        return ids, start, len(self._image_head) + n_image_tokens + 1
