@@ -48,6 +48,7 @@ def open_images(items: Sequence[ImageInput]) -> list[Image.Image]:
 def to_rgb(image: Image.Image, index: int, source: str) -> Image.Image:
     """Decode fully and convert to RGB (alpha is dropped, as the reference does)."""
     try:
+        image.load()
         return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError) as exc:
         raise ImageLoadError(index, source, _reason(exc)) from exc
