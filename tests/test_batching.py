@@ -23,7 +23,7 @@ def test_items_longer_than_the_budget_get_their_own_batch():
 
 def test_max_items_caps_the_batch():
     batches = plan_batches([3] * 10, max_tokens=10_000, max_items=4)
-    assert [len(b) for b in batches] == [4, 4, 2]
+    assert sorted(len(b) for b in batches) == [2, 4, 4]
 
 
 def test_length_sorting_wastes_far_less_padding_than_input_order():
@@ -31,4 +31,9 @@ def test_length_sorting_wastes_far_less_padding_than_input_order():
     lengths = [rng.randint(5, 400) for _ in range(256)]
     fixed = [list(range(i, min(i + 8, len(lengths)))) for i in range(0, len(lengths), 8)]
     planned = plan_batches(lengths, max_tokens=4096)
-    assert padding_ratio(lengths, planned) < 0.1 < 0.3 < padding_ratio(lengths, fixed)
+    assert padding_ratio(lengths, planned) < 0.05 < 0.3 < padding_ratio(lengths, fixed)
+
+
+def test_equal_lengths_fill_the_budget():
+    batches = plan_batches([100] * 50, max_tokens=1000)
+    assert [len(b) for b in batches] == [10] * 5

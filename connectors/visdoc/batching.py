@@ -1,34 +1,48 @@
-"""Group variable-length items into batches under a token budget, longest first."""
+"""Group variable-length items into batches under a token budget with minimal padding."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 
-def plan_batches(lengths: Sequence[int], max_tokens: int, max_items: int | None = None) -> list[list[int]]:
+BATCH_OVERHEAD_TOKENS = 64  # what one extra forward pass costs, in padded-token equivalents
+
+
+def plan_batches(
+    lengths: Sequence[int], max_tokens: int, max_items: int | None = None, overhead: int = BATCH_OVERHEAD_TOKENS
+) -> list[list[int]]:
     """Split item indices into batches whose padded size (items x longest) fits ``max_tokens``.
 
-    Items are sorted by length (longest first) so batch-mates have similar lengths and padding
-    is minimal; an item longer than the budget gets a batch of its own. ``max_items`` caps the
-    number of items in one batch. Indices refer to ``lengths``; callers restore input order.
+    Items are sorted by length (longest first) and cut into contiguous runs that minimise the
+    padded tokens plus ``overhead`` per batch (an exact dynamic programme, O(n x batch size)).
+    An item longer than the budget gets a batch of its own; ``max_items`` caps items per batch.
+    Indices refer to ``lengths``; callers restore input order.
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be positive")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    sorted_lengths = np.array([lengths[i] for i in order], dtype=np.int64)
+    n = len(order)
+    best = np.zeros(n + 1)  # best[j]: cost of batching the first j sorted items
+    first = np.zeros(n, dtype=np.int64)  # first[j]: where the batch ending at item j starts
+    lo = 0
+    for j in range(n):
+        while lo < j and (
+            sorted_lengths[lo] * (j - lo + 1) > max_tokens or (max_items is not None and j - lo + 1 > max_items)
+        ):
+            lo += 1
+        starts = np.arange(lo, j + 1)
+        cost = best[lo : j + 1] + sorted_lengths[lo : j + 1] * (j - starts + 1) + overhead
+        k = int(np.argmin(cost))
+        first[j], best[j + 1] = lo + k, cost[k]
     batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for index in order:
-        n = lengths[index]
-        full = max_items is not None and len(current) >= max_items
-        if current and (full or max(longest, n) * (len(current) + 1) > max_tokens):
-            batches.append(current)
-            current, longest = [], 0
-        current.append(index)
-        longest = max(longest, n)
-    if current:
-        batches.append(current)
-    return batches
+    end = n - 1
+    while end >= 0:
+        start = int(first[end])
+        batches.append([order[i] for i in range(start, end + 1)])
+        end = start - 1
+    return batches[::-1]
 
 
 def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
