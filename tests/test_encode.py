@@ -194,3 +194,24 @@ def test_checkpoint_with_a_weight_missing_is_refused(tmp_path):
 def test_no_language_model_head_is_built(tiny_fp32):
     names = [name for name, _ in tiny_fp32.network.named_modules()]
     assert not any("lm_head" in name for name in names)
+
+
+def test_sizing_many_image_files_leaves_no_file_open(fixture_inputs):
+    import os
+
+    from visdoc.images import image_size
+
+    before = len(os.listdir("/proc/self/fd"))
+    sizes = [image_size(fixture_inputs["images"][i % 5], i) for i in range(200)]
+    assert len(os.listdir("/proc/self/fd")) <= before and sizes[0] == (500, 300)
+
+
+def test_concurrent_calls_with_different_tasks_do_not_mix_adapters(tiny_fp32):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = {task: tiny_fp32.encode_texts(TEXTS, task=task).dense for task in tiny_fp32.tasks}
+    jobs = [task for task in tiny_fp32.tasks for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda task: tiny_fp32.encode_texts(TEXTS, task=task).dense, jobs))
+    for task, got in zip(jobs, results, strict=True):
+        np.testing.assert_allclose(got, expected[task], atol=1e-6)

@@ -1,10 +1,11 @@
-"""Turn user image inputs (PIL images, paths, bytes) into RGB PIL images, naming bad ones."""
+"""Read user image inputs (PIL images, paths, bytes), naming the bad ones by index and source."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Union
 
 from .errors import ImageLoadError
@@ -24,34 +25,38 @@ def describe(item: object) -> str:
     return type(item).__name__
 
 
-def open_image(item: ImageInput, index: int) -> Image.Image:
-    """Open one input lazily (header only for files and bytes); errors name ``index``."""
+def image_size(item: ImageInput, index: int) -> tuple[int, int]:
+    """(width, height) from the header only; files are closed again at once."""
+    with _opened(item, index) as image:
+        return image.size
+
+
+def load_rgb(item: ImageInput, index: int) -> Image.Image:
+    """Decode fully and convert to RGB (alpha is dropped, as the reference does)."""
+    with _opened(item, index) as image:
+        try:
+            image.load()
+            return image.copy() if image.mode == "RGB" else image.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise ImageLoadError(index, describe(item), _reason(exc)) from exc
+
+
+@contextlib.contextmanager
+def _opened(item: ImageInput, index: int) -> Iterator[Image.Image]:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(item, Image.Image):
-        return item
+        yield item
+        return
+    if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise ImageLoadError(index, describe(item), "expected a PIL image, a path or bytes")
+    source = item if isinstance(item, (str, os.PathLike)) else io.BytesIO(bytes(item))
     try:
-        if isinstance(item, (str, os.PathLike)):
-            return Image.open(item)
-        if isinstance(item, (bytes, bytearray, memoryview)):
-            return Image.open(io.BytesIO(bytes(item)))
+        image = Image.open(source)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ImageLoadError(index, describe(item), _reason(exc)) from exc
-    raise ImageLoadError(index, describe(item), "expected a PIL image, a path or bytes")
-
-
-def open_images(items: Sequence[ImageInput]) -> list[Image.Image]:
-    """Open every input (header only), so bad inputs fail before any model work starts."""
-    return [open_image(item, i) for i, item in enumerate(items)]
-
-
-def to_rgb(image: Image.Image, index: int, source: str) -> Image.Image:
-    """Decode fully and convert to RGB (alpha is dropped, as the reference does)."""
-    try:
-        image.load()
-        return image if image.mode == "RGB" else image.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise ImageLoadError(index, source, _reason(exc)) from exc
+    with image:
+        yield image
 
 
 def _reason(exc: Exception) -> str:

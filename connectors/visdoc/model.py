@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ import numpy as np
 from .batching import plan_batches
 from .checkpoint import DEFAULT_MODEL, Checkpoint, read_checkpoint, resolve
 from .errors import ImageLoadError, UnknownPromptError, UnknownTaskError, UnsupportedDimError
-from .images import ImageInput, describe, open_images, to_rgb
+from .images import ImageInput, describe, image_size, load_rgb
 from .outputs import EncodeResult
 from .preprocess import ImageGrid, ImagePreprocessor
 from .tokenization import PROMPT_PREFIXES, PromptTokenizer
@@ -41,6 +42,7 @@ class _Sequence:
     pool_start: int
     pool_end: int
     grid: ImageGrid | None = None
+    image: ImageInput | None = None
 
 
 BatchPlanner = Callable[[Sequence[int], int, "int | None"], list[list[int]]]
@@ -80,6 +82,7 @@ class JinaV4:
         )
         self.preprocessor = ImagePreprocessor(checkpoint.pixels)
         self._plan: BatchPlanner = plan_batches
+        self._lock = threading.Lock()  # one forward pass at a time: adapters are switched per call
 
     @classmethod
     def from_pretrained(
@@ -161,7 +164,7 @@ class JinaV4:
                 raise TypeError(f"text {i} is a {type(text).__name__}, expected str")
         prefix = PROMPT_PREFIXES["query" if task in SYMMETRIC_TASKS else prompt_name]
         seqs = [_Sequence(ids, 0, len(ids)) for ids in self.tokenizer.texts(texts, prefix)]
-        return self._encode(seqs, None, task=task, dim=dim, dense=dense, multivector=multivector,
+        return self._encode(seqs, task=task, dim=dim, dense=dense, multivector=multivector,
                             batch_size=batch_size, show_progress=show_progress)  # fmt: skip
 
     def encode_images(
@@ -183,17 +186,16 @@ class JinaV4:
         """
         self._check_task(task)
         dim = self._check_dim(dim)
-        opened = open_images(images)
         seqs = []
-        for i, image in enumerate(opened):
+        for i, image in enumerate(images):
+            width, height = image_size(image, i)
             try:
-                grid = self.preprocessor.grid(*image.size, max_pixels=max_pixels)
+                grid = self.preprocessor.grid(width, height, max_pixels=max_pixels)
             except ValueError as exc:
-                raise ImageLoadError(i, describe(images[i]), str(exc)) from None
+                raise ImageLoadError(i, describe(image), str(exc)) from None
             ids, start, end = self.tokenizer.image(grid.tokens(self.checkpoint.pixels.merge_size))
-            seqs.append(_Sequence(ids, start, end, grid))
-        sources = [describe(item) for item in images]
-        return self._encode(seqs, (opened, sources), task=task, dim=dim, dense=dense, multivector=multivector,
+            seqs.append(_Sequence(ids, start, end, grid, image))
+        return self._encode(seqs, task=task, dim=dim, dense=dense, multivector=multivector,
                             batch_size=batch_size, show_progress=show_progress)  # fmt: skip
 
     # -- internals ---------------------------------------------------------------------------
@@ -212,7 +214,6 @@ class JinaV4:
     def _encode(
         self,
         seqs: list[_Sequence],
-        images: tuple[list[Any], list[str]] | None,
         *,
         task: str,
         dim: int,
@@ -229,15 +230,16 @@ class JinaV4:
         if n == 0:
             return EncodeResult(dense_out, mv_out)
         import torch
-
-        batches = self._plan([len(s.ids) for s in seqs], self.max_batch_tokens, batch_size)
         from tqdm.auto import tqdm
 
-        with tqdm(total=n, unit="item", disable=not show_progress) as bar, torch.inference_mode():
+        batches = self._plan([len(s.ids) for s in seqs], self.max_batch_tokens, batch_size)
+        progress = tqdm(total=n, unit="item", disable=not show_progress)
+        with progress as bar, self._lock, torch.inference_mode():
             self.network.use_task(task)
             for batch in batches:
-                pixels = self._pixels(batch, seqs, images) if images is not None else None
-                d, mv = self._forward([seqs[i] for i in batch], pixels, dim=dim, dense=dense, multivector=multivector)
+                members = [seqs[i] for i in batch]
+                pixels = self._pixels(members, batch) if members[0].grid is not None else None
+                d, mv = self._forward(members, pixels, dim=dim, dense=dense, multivector=multivector)
                 for row, index in enumerate(batch):
                     if dense_out is not None:
                         dense_out[index] = d[row]
@@ -246,15 +248,14 @@ class JinaV4:
                 bar.update(len(batch))
         return EncodeResult(dense_out, mv_out)
 
-    def _pixels(self, batch: list[int], seqs: list[_Sequence], images: tuple[list[Any], list[str]]) -> torch.Tensor:
+    def _pixels(self, members: list[_Sequence], indices: list[int]) -> torch.Tensor:
+        """Patches of a batch's images, decoded now; errors name the input index."""
         import torch
 
-        opened, sources = images
         patches = []
-        for i in batch:
-            grid = seqs[i].grid
-            assert grid is not None
-            patches.append(self.preprocessor.patches(to_rgb(opened[i], i, sources[i]), grid))
+        for s, index in zip(members, indices, strict=True):
+            assert s.image is not None and s.grid is not None
+            patches.append(self.preprocessor.patches(load_rgb(s.image, index), s.grid))
         return torch.cat(patches)
 
     def _forward(
