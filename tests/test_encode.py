@@ -8,9 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FIXTURE
 from PIL import Image
 
+from conftest import FIXTURE
 from visdoc import (
     CheckpointError,
     ImageLoadError,
@@ -33,7 +33,8 @@ def test_dense_and_multivector_from_one_call_equal_separate_calls(tiny_fp32, fix
     images = fixture_inputs["images"]
     both = tiny_fp32.encode_images(images, multivector=True)
     np.testing.assert_allclose(both.dense, tiny_fp32.encode_images(images).dense, atol=1e-6)
-    for a, b in zip(both.multivector, tiny_fp32.encode_images(images, dense=False, multivector=True).multivector):
+    separate = tiny_fp32.encode_images(images, dense=False, multivector=True).multivector
+    for a, b in zip(both.multivector, separate, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -215,3 +216,26 @@ def test_concurrent_calls_with_different_tasks_do_not_mix_adapters(tiny_fp32):
         results = list(pool.map(lambda task: tiny_fp32.encode_texts(TEXTS, task=task).dense, jobs))
     for task, got in zip(jobs, results, strict=True):
         np.testing.assert_allclose(got, expected[task], atol=1e-6)
+
+
+def test_hub_ids_are_fetched_with_huggingface_hub(monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(repo_id, revision=None, allow_patterns=None):
+        calls.append((repo_id, revision, allow_patterns))
+        return str(FIXTURE)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    model = JinaV4.from_pretrained("jinaai/jina-embeddings-v4", revision="main")
+    assert model.name == "jinaai/jina-embeddings-v4" and model.dims == (16, 32, 64)
+    repo, revision, patterns = calls[0]
+    assert (repo, revision) == ("jinaai/jina-embeddings-v4", "main") and "adapters/*" in patterns
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(CheckpointError, match="could not fetch jinaai/jina-embeddings-v4.*network unreachable"):
+        JinaV4.from_pretrained("jinaai/jina-embeddings-v4")

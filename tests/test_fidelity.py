@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FIXTURE
 from PIL import Image
+
+from conftest import FIXTURE
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -102,7 +102,6 @@ class JinaV4:
         ``flash_attention_2`` when flash-attn is installed and the device is CUDA, else ``sdpa``.
         ``max_batch_tokens`` bounds padded tokens per forward pass.
         """
-        import torch
 
         from .network import load_network
 

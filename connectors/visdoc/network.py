@@ -37,9 +37,7 @@ class Network(nn.Module):
             self._task = task
 
 
-def load_network(
-    ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, attn_implementation: str
-) -> Network:
+def load_network(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, attn_implementation: str) -> Network:
     """Load weights, projector and every task adapter; return the network in eval mode."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLModel
 

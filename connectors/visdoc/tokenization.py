@@ -36,7 +36,7 @@ class PromptTokenizer:
         self.pad_id = pad
         ids = self._tok.encode(IMAGE_PROMPT, add_special_tokens=False).ids
         if ids.count(image_token_id) != 1:
-            raise CheckpointError(f"{tokenizer_file}: the image prompt does not map <|image_pad|> to id {image_token_id}")
+            raise CheckpointError(f"{tokenizer_file}: <|image_pad|> is not token {image_token_id} as config.json says")
         split = ids.index(image_token_id)
         self._image_head, self._image_tail = ids[:split], ids[split + 1 :]
         if self._image_head[-1:] != [vision_start_id] or self._image_tail[:1] != [vision_end_id]:
