@@ -1,0 +1,67 @@
+"""Qdrant storage for visdoc: one interface, an embedded engine or a server/cluster behind it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    SEARCH_MODES,
+    CollectionNotFoundError,
+    QueryVectors,
+    SearchMode,
+    Store,
+    StoreError,
+    StoreLockedError,
+)
+from .schema import DEFAULT_COLLECTION, CollectionSpec, Hit, PageFilter, PagePoint, Record, point_id
+
+DATA_DIR_ENV = "VISDOC_DATA_DIR"
+DEFAULT_DATA_DIR = "visdoc_data"
+
+__all__ = [
+    "SEARCH_MODES",
+    "CollectionNotFoundError",
+    "CollectionSpec",
+    "Hit",
+    "PageFilter",
+    "PagePoint",
+    "QueryVectors",
+    "Record",
+    "SearchMode",
+    "Store",
+    "StoreError",
+    "StoreLockedError",
+    "open_store",
+    "point_id",
+]
+
+
+def open_store(
+    collection: str = DEFAULT_COLLECTION,
+    spec: CollectionSpec | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    client: Any = None,
+    **server_options: Any,
+) -> Store:
+    """Open (or, given ``spec``, create) a collection.
+
+    With ``url`` (or a ``qdrant_client.QdrantClient`` as ``client``) the collection lives on a
+    Qdrant server or cluster; ``server_options`` are :class:`~visdoc.store.server.ServerStore`'s
+    (``shard_number``, ``replication_factor``, ``write_consistency_factor``, ``prefer_grpc`` ...).
+    Otherwise it is embedded: Qdrant's engine in this process, stored under ``data_dir``
+    (default ``$VISDOC_DATA_DIR`` or ``./visdoc_data``).
+    """
+    if url or client is not None:
+        from .server import ServerStore
+
+        return ServerStore(collection, spec, url=url, api_key=api_key, client=client, **server_options)
+    if server_options:
+        raise TypeError(f"options {sorted(server_options)} need a Qdrant server (url=...)")
+    from .edge import EdgeStore
+
+    return EdgeStore(Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR), collection, spec)

@@ -1,0 +1,207 @@
+"""Embedded backend: Qdrant's engine in-process (qdrant-edge), one directory per collection."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import CollectionNotFoundError, QueryVectors, SearchMode, Store, StoreError, StoreLockedError, check_mode
+from .schema import (
+    DENSE,
+    INDEXED_FIELDS,
+    MULTI,
+    MULTIVECTOR_DIM,
+    CollectionSpec,
+    Hit,
+    PageFilter,
+    PagePoint,
+    Record,
+)
+
+SHARD_DIR = "shard"
+SPEC_FILE = "visdoc.json"
+LOCK_FILE = ".lock"
+FLUSH_EVERY_BYTES = 256 << 20  # bound the WAL: it keeps a second copy of everything until flush()
+
+
+class EdgeStore(Store):
+    """A collection stored with qdrant-edge under ``data_dir/name``; one process at a time."""
+
+    def __init__(self, data_dir: str | os.PathLike, name: str, spec: CollectionSpec | None = None) -> None:
+        import qdrant_edge as qe
+
+        self._qe = qe
+        self.name = name
+        self.path = Path(data_dir) / name
+        shard_path = self.path / SHARD_DIR
+        exists = (self.path / SPEC_FILE).is_file()
+        if not exists and spec is None:
+            raise CollectionNotFoundError(f"no collection {name!r} in {Path(data_dir)} (ingest something first)")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.path / LOCK_FILE, name)
+        try:
+            if exists:
+                self.spec = CollectionSpec.from_json(json.loads((self.path / SPEC_FILE).read_text()))
+                if spec is not None and spec.dim != self.spec.dim:
+                    raise StoreError(f"collection {name!r} stores dim {self.spec.dim}, not {spec.dim}")
+                self._shard = qe.EdgeShard.load(str(shard_path))
+            else:
+                assert spec is not None
+                self.spec = spec
+                self._shard = qe.EdgeShard.create(str(shard_path), self._config(spec))
+                for field, kind in INDEXED_FIELDS.items():
+                    schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
+                    self._shard.update(qe.UpdateOperation.create_field_index(field, schema))
+                self._shard.flush()
+                (self.path / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2))
+        except Exception:
+            self._lock.close()
+            raise
+        self._unflushed = 0
+
+    def _config(self, spec: CollectionSpec) -> Any:
+        qe = self._qe
+        datatype = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
+                    "uint8": qe.VectorStorageDatatype.Uint8}[spec.multivector_datatype]  # fmt: skip
+        quantization = {
+            "none": None,
+            "scalar": qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True),
+            "binary": qe.BinaryQuantizationConfig(always_ram=True),
+        }[spec.quantization]
+        return qe.EdgeConfig(
+            vectors={
+                DENSE: qe.EdgeVectorParams(
+                    size=spec.dim,
+                    distance=qe.Distance.Cosine,
+                    on_disk=spec.on_disk,
+                    hnsw_config=qe.HnswIndexConfig(
+                        m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=10_000
+                    ),  # fmt: skip
+                ),
+                MULTI: qe.EdgeVectorParams(
+                    size=MULTIVECTOR_DIM,
+                    distance=qe.Distance.Cosine,
+                    on_disk=spec.on_disk,
+                    multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+                    datatype=datatype,
+                    quantization_config=quantization,
+                    hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+                ),
+            }
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[PagePoint]) -> None:
+        if not points:
+            return
+        qe = self._qe
+        batch = [qe.Point(p.id, {DENSE: _floats(p.dense), MULTI: _floats(p.multivector)}, p.payload) for p in points]
+        self._shard.update(qe.UpdateOperation.upsert_points(batch))
+        self._unflushed += sum(np.asarray(p.multivector).size * 4 + np.asarray(p.dense).size * 4 for p in points)
+        if self._unflushed >= FLUSH_EVERY_BYTES:
+            self.flush()
+
+    def delete(self, where: PageFilter) -> None:
+        if where.is_empty():
+            raise ValueError("refusing to delete with an empty filter")
+        self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
+
+    def flush(self) -> None:
+        self._shard.flush()
+        self._unflushed = 0
+
+    def close(self) -> None:
+        if getattr(self, "_shard", None) is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
+        self._lock.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+        if not ids:
+            return []
+        found = {str(r.id): r for r in self._shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)}
+        return [Record.from_qdrant(found[i], with_vectors) for i in ids if i in found]
+
+    def count(self, where: PageFilter | None = None) -> int:
+        return self._shard.count(self._qe.CountRequest(exact=True, filter=self._filter(where)))
+
+    def scroll(
+        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
+    ) -> tuple[list[Record], str | None]:
+        request = self._qe.ScrollRequest(offset=offset, limit=limit, filter=self._filter(where), with_payload=True,
+                                         with_vector=False)  # fmt: skip
+        records, next_offset = self._shard.scroll(request)
+        return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
+
+    def search(
+        self,
+        query: QueryVectors,
+        *,
+        k: int = 10,
+        mode: SearchMode = "rerank",
+        prefetch: int = 100,
+        where: PageFilter | None = None,
+    ) -> list[Hit]:
+        qe = self._qe
+        check_mode(mode)
+        flt = self._filter(where)
+        dense = qe.Query.Nearest(_floats(query.dense), using=DENSE)
+        multi = qe.Query.Nearest(_floats(query.multivector), using=MULTI)  # no HNSW on it: always exact
+        params = None
+        if self.spec.quantization != "none":
+            params = qe.SearchParams(quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        prefetches = [qe.Prefetch(limit=max(prefetch, k), query=dense, filter=flt)] if mode == "rerank" else None
+        request = qe.QueryRequest(limit=k, query=dense if mode == "dense" else multi, prefetches=prefetches,
+                                  filter=flt, with_payload=True, params=params)  # fmt: skip
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
+
+    def _filter(self, where: PageFilter | None) -> Any:
+        if where is None or where.is_empty():
+            return None
+        qe = self._qe
+        make = {
+            "match": lambda key, value: qe.FieldCondition(key=key, match=qe.MatchValue(value)),
+            "any": lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
+            "range": lambda key, bounds: qe.FieldCondition(key=key, range=qe.RangeFloat(gte=bounds[0], lte=bounds[1])),
+        }
+        return qe.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
+
+
+def _floats(array: Any) -> Any:
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class _lock:
+    """An exclusive lock file held for the life of an open collection."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self._file = open(path, "a+")  # noqa: SIM115 - held open on purpose
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise StoreLockedError(
+                f"collection {name!r} at {path.parent} is open in {holder}; close it there first "
+                "(an embedded collection serves one process; use a Qdrant server to share it)"
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"process {os.getpid()}")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()

@@ -1,0 +1,129 @@
+"""What a visdoc collection holds: vector names, storage options, payload fields, point ids."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+DENSE = "dense"
+MULTI = "multi"
+MULTIVECTOR_DIM = 128
+DEFAULT_COLLECTION = "visdoc"
+DEFAULT_PREFETCH = 100
+
+Datatype = Literal["float32", "float16", "uint8"]
+Quantization = Literal["none", "scalar", "binary"]
+Kind = Literal["page_image", "text_chunk"]
+
+# payload fields (one point = one page of a document or one chunk of a text file)
+DOCUMENT_ID = "document_id"
+SOURCE = "source"
+PAGE = "page"
+KIND = "kind"
+INDEXED_FIELDS = {DOCUMENT_ID: "keyword", SOURCE: "keyword", PAGE: "integer"}
+
+_ID_NAMESPACE = uuid.UUID("5b0f1c3e-7a43-4c1e-9d2a-6c1b2f0e8a11")
+
+
+def point_id(document_id: str, page: int) -> str:
+    """Deterministic point id of a page: re-ingesting the same content rewrites the same points."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{document_id}:{page}"))
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """Settings fixed when a collection is created.
+
+    ``dim`` is the dense Matryoshka size; the multivector is always 128-d, compared with MaxSim
+    and kept out of HNSW (it only reranks). ``multivector_datatype`` float16 halves storage at no
+    measurable cost; ``quantization`` adds a compressed copy of the multivector for faster
+    scoring, rescored with the originals.
+    """
+
+    dim: int
+    model: str = ""
+    task: str = "retrieval"
+    multivector_datatype: Datatype = "float16"
+    quantization: Quantization = "none"
+    on_disk: bool = False
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CollectionSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class PageFilter:
+    """Payload filter for search, count, scroll and delete. Empty fields do not filter."""
+
+    document_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    page_from: int | None = None  # inclusive, 0-based
+    page_to: int | None = None  # inclusive
+    kind: Kind | None = None
+
+    def is_empty(self) -> bool:
+        return not self.conditions()
+
+    def conditions(self) -> list[tuple[str, str, Any]]:
+        """``(kind, field, value)`` triples, every one of which must hold: kind is ``match``
+        (value equal), ``any`` (value in a list) or ``range`` (``(gte, lte)``, either may be None)."""
+        out: list[tuple[str, str, Any]] = []
+        for key, values in ((DOCUMENT_ID, self.document_ids), (SOURCE, self.sources)):
+            if len(values) == 1:
+                out.append(("match", key, values[0]))
+            elif values:
+                out.append(("any", key, list(values)))
+        if self.kind:
+            out.append(("match", KIND, self.kind))
+        if self.page_from is not None or self.page_to is not None:
+            out.append(("range", PAGE, (self.page_from, self.page_to)))
+        return out
+
+
+@dataclass
+class PagePoint:
+    """One stored page or text chunk: both vectors and the payload."""
+
+    id: str
+    dense: Any  # np.ndarray [dim] float32
+    multivector: Any  # np.ndarray [tokens, 128] float32
+    payload: dict[str, Any]
+
+
+@dataclass
+class Record:
+    """A stored point read back (vectors only when asked for)."""
+
+    id: str
+    payload: dict[str, Any]
+    dense: Any = None
+    multivector: Any = None
+
+    @classmethod
+    def from_qdrant(cls, point: Any, with_vectors: bool) -> Record:
+        """From a record of either Qdrant client (``id``, ``payload``, ``vector`` attributes)."""
+        import numpy as np
+
+        record = cls(str(point.id), dict(point.payload or {}))
+        if with_vectors and point.vector:
+            record.dense = np.asarray(point.vector[DENSE], dtype=np.float32)
+            record.multivector = np.asarray(point.vector[MULTI], dtype=np.float32)
+        return record
+
+
+@dataclass
+class Hit:
+    """A search result."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]

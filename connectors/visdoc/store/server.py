@@ -1,0 +1,211 @@
+"""Server backend: a Qdrant server or cluster through qdrant-client (or its local mode in tests)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .base import CollectionNotFoundError, QueryVectors, SearchMode, Store, StoreError, check_mode
+from .schema import (
+    DENSE,
+    INDEXED_FIELDS,
+    MULTI,
+    MULTIVECTOR_DIM,
+    CollectionSpec,
+    Hit,
+    PageFilter,
+    PagePoint,
+    Record,
+)
+
+MAX_REQUEST_BYTES = 16 << 20  # the server refuses requests over 32 MB by default
+BYTES_PER_FLOAT = {True: 4, False: 12}  # gRPC sends raw floats; REST sends JSON text
+
+
+class ServerStore(Store):
+    """A collection on a Qdrant server or cluster.
+
+    ``client`` may be any ``QdrantClient`` (its local mode included); otherwise one is made from
+    ``url``/``api_key``, preferring gRPC, which is about 5x smaller than REST for multivectors.
+    Cluster options (``shard_number``, ``replication_factor``, ``write_consistency_factor``)
+    apply when the collection is created. Uploads are split by size and wait for acknowledgement.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: CollectionSpec | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        prefer_grpc: bool = True,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        timeout: int = 120,
+    ) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self._m = models
+        self.name = name
+        self._own_client = client is None
+        self.client = client or QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+        self._grpc = bool(getattr(self.client, "_prefer_grpc", False) or (client is None and prefer_grpc))
+        self.max_request_bytes = max_request_bytes
+        if self.client.collection_exists(name):
+            self.spec = self._read_spec()
+            if spec is not None and spec.dim != self.spec.dim:
+                raise StoreError(f"collection {name!r} stores dim {self.spec.dim}, not {spec.dim}")
+        elif spec is None:
+            raise CollectionNotFoundError(f"no collection {name!r} on the Qdrant server (ingest something first)")
+        else:
+            self.spec = spec
+            self._create(spec, shard_number, replication_factor, write_consistency_factor)
+
+    def _create(self, spec: CollectionSpec, shards: int | None, replicas: int | None, consistency: int | None) -> None:
+        m = self._m
+        datatype = {"float32": m.Datatype.FLOAT32, "float16": m.Datatype.FLOAT16, "uint8": m.Datatype.UINT8}
+        quantization = {
+            "none": None,
+            "scalar": m.ScalarQuantization(
+                scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99, always_ram=True)
+            ),  # fmt: skip
+            "binary": m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True)),
+        }[spec.quantization]
+        self.client.create_collection(
+            self.name,
+            vectors_config={
+                DENSE: m.VectorParams(
+                    size=spec.dim,
+                    distance=m.Distance.COSINE,
+                    on_disk=spec.on_disk,
+                    hnsw_config=m.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct),
+                ),
+                MULTI: m.VectorParams(
+                    size=MULTIVECTOR_DIM,
+                    distance=m.Distance.COSINE,
+                    on_disk=spec.on_disk,
+                    multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+                    hnsw_config=m.HnswConfigDiff(m=0),
+                    datatype=datatype[spec.multivector_datatype],
+                    quantization_config=quantization,
+                ),
+            },
+            shard_number=shards,
+            replication_factor=replicas,
+            write_consistency_factor=consistency,
+            metadata={"visdoc": json.dumps(spec.to_json())},
+        )
+        schema = {"keyword": m.PayloadSchemaType.KEYWORD, "integer": m.PayloadSchemaType.INTEGER}
+        with warnings.catch_warnings():  # local mode says indexes have no effect there
+            warnings.simplefilter("ignore")
+            for field, kind in INDEXED_FIELDS.items():
+                self.client.create_payload_index(self.name, field, field_schema=schema[kind], wait=True)
+
+    def _read_spec(self) -> CollectionSpec:
+        config = self.client.get_collection(self.name).config
+        stored = (getattr(config, "metadata", None) or {}).get("visdoc")
+        if stored:
+            return CollectionSpec.from_json(json.loads(stored))
+        vectors = config.params.vectors
+        if not isinstance(vectors, dict) or DENSE not in vectors or MULTI not in vectors:
+            raise StoreError(f"collection {self.name!r} was not made by visdoc (no {DENSE!r}/{MULTI!r} vectors)")
+        return CollectionSpec(dim=vectors[DENSE].size)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[PagePoint]) -> None:
+        for batch in self._batches(points):
+            self.client.upsert(self.name, points=batch, wait=True)
+
+    def _batches(self, points: Sequence[PagePoint]) -> Iterator[list[Any]]:
+        """PointStructs in requests that stay under ``max_request_bytes``."""
+        per_float = BYTES_PER_FLOAT[self._grpc]
+        batch: list[Any] = []
+        size = 0
+        for p in points:
+            dense, multi = np.asarray(p.dense, dtype=np.float32), np.asarray(p.multivector, dtype=np.float32)
+            cost = (dense.size + multi.size) * per_float + len(json.dumps(p.payload, default=str)) + 256
+            if batch and size + cost > self.max_request_bytes:
+                yield batch
+                batch, size = [], 0
+            batch.append(self._m.PointStruct(id=p.id, vector={DENSE: dense.tolist(), MULTI: multi.tolist()},
+                                             payload=p.payload))  # fmt: skip
+            size += cost
+        if batch:
+            yield batch
+
+    def delete(self, where: PageFilter) -> None:
+        if where.is_empty():
+            raise ValueError("refusing to delete with an empty filter")
+        selector = self._m.FilterSelector(filter=self._filter(where))
+        self.client.delete(self.name, points_selector=selector, wait=True)
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+        if not ids:
+            return []
+        found = {
+            str(r.id): r
+            for r in self.client.retrieve(self.name, list(ids), with_payload=True, with_vectors=with_vectors)
+        }
+        return [Record.from_qdrant(found[i], with_vectors) for i in ids if i in found]
+
+    def count(self, where: PageFilter | None = None) -> int:
+        return self.client.count(self.name, count_filter=self._filter(where), exact=True).count
+
+    def scroll(
+        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
+    ) -> tuple[list[Record], str | None]:
+        records, next_offset = self.client.scroll(
+            self.name, scroll_filter=self._filter(where), limit=limit, offset=offset, with_payload=True
+        )
+        return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
+
+    def search(
+        self,
+        query: QueryVectors,
+        *,
+        k: int = 10,
+        mode: SearchMode = "rerank",
+        prefetch: int = 100,
+        where: PageFilter | None = None,
+    ) -> list[Hit]:
+        m = self._m
+        check_mode(mode)
+        flt = self._filter(where)
+        dense = np.asarray(query.dense, dtype=np.float32).tolist()
+        multi = np.asarray(query.multivector, dtype=np.float32).tolist()
+        if mode == "dense":
+            kwargs: dict[str, Any] = {"query": dense, "using": DENSE}
+        else:  # the multivector has no HNSW graph, so scoring it is always exact
+            kwargs = {"query": multi, "using": MULTI}
+        if mode == "rerank":
+            kwargs["prefetch"] = [m.Prefetch(query=dense, using=DENSE, limit=max(prefetch, k), filter=flt)]
+        if self.spec.quantization != "none":
+            kwargs["search_params"] = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True,
+                                                                                            oversampling=2.0))  # fmt: skip
+        response = self.client.query_points(self.name, query_filter=flt, limit=k, with_payload=True, **kwargs)
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def _filter(self, where: PageFilter | None) -> Any:
+        if where is None or where.is_empty():
+            return None
+        m = self._m
+        make = {
+            "match": lambda key, value: m.FieldCondition(key=key, match=m.MatchValue(value=value)),
+            "any": lambda key, values: m.FieldCondition(key=key, match=m.MatchAny(any=values)),
+            "range": lambda key, bounds: m.FieldCondition(key=key, range=m.Range(gte=bounds[0], lte=bounds[1])),
+        }
+        return m.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
