@@ -194,8 +194,8 @@ class ServerStore(Store):
         if mode == "rerank":
             kwargs["prefetch"] = [m.Prefetch(query=dense, using=DENSE, limit=max(prefetch, k), filter=flt)]
         if self.spec.quantization != "none":
-            kwargs["search_params"] = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True,
-                                                                                            oversampling=2.0))  # fmt: skip
+            rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0)
+            kwargs["search_params"] = m.SearchParams(quantization=rescore)
         response = self.client.query_points(self.name, query_filter=flt, limit=k, with_payload=True, **kwargs)
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
