@@ -86,8 +86,9 @@ def test_prompts_select_the_prefix_and_text_matching_is_symmetric(tiny_fp32):
     tm_query = tiny_fp32.encode_texts(TEXTS, task="text-matching", prompt_name="query").dense
     tm_passage = tiny_fp32.encode_texts(TEXTS, task="text-matching", prompt_name="passage").dense
     np.testing.assert_allclose(tm_query, tm_passage, atol=1e-6)
-    # "Query: " is 2 tokens with the real tokenizer, "Passage: " too; the empty text keeps them
-    assert tiny_fp32.encode_texts([""], multivector=True, dense=False).multivector[0].shape[0] > 0
+    prefix_tokens = len(tiny_fp32.tokenizer.texts([""], "Query: ")[0])
+    assert prefix_tokens > 0  # the empty text still carries its prompt
+    assert tiny_fp32.encode_texts([""], multivector=True, dense=False).multivector[0].shape[0] == prefix_tokens
 
 
 def test_task_adapters_switch_per_call(tiny_fp32):
@@ -112,18 +113,39 @@ def test_max_pixels_caps_tokens_per_image(tiny_fp32):
     capped = tiny_fp32.encode_images([page], multivector=True, max_pixels=28 * 28 * 100).multivector[0]
     overhead = len(tiny_fp32.tokenizer.image(0)[0])
     assert len(capped) - overhead <= 100 < len(full) - overhead
-    with pytest.raises(ImageLoadError, match="below the checkpoint's min_pixels"):
-        tiny_fp32.encode_images([page], max_pixels=100)
+    for bad in (100, 0, 2.5e6):
+        with pytest.raises(ValueError, match="max_pixels must be an int >= the checkpoint's min_pixels"):
+            tiny_fp32.encode_images([page], max_pixels=bad)
 
 
 def test_texts_truncate_on_the_right_at_max_length(tiny_fp32):
+    text = "word " * 100
+    full = tiny_fp32.encode_texts([text], multivector=True, dense=False).multivector[0]
     limit = tiny_fp32.tokenizer.max_length
     try:
         tiny_fp32.tokenizer.max_length = 16
-        tokens = tiny_fp32.encode_texts(["word " * 100], multivector=True).multivector[0]
+        tokens = tiny_fp32.encode_texts([text], multivector=True, dense=False).multivector[0]
     finally:
         tiny_fp32.tokenizer.max_length = limit
     assert tokens.shape[0] == 16
+    np.testing.assert_allclose(tokens, full[:16], atol=1e-5)  # the model is causal: the kept prefix is unchanged
+
+
+def test_any_iterable_of_inputs_works_but_a_single_input_is_refused(tiny_fp32, fixture_inputs):
+    from_generator = tiny_fp32.encode_texts(t for t in TEXTS[:3]).dense
+    np.testing.assert_allclose(from_generator, tiny_fp32.encode_texts(TEXTS[:3]).dense, atol=1e-6)
+    with pytest.raises(TypeError, match="list of inputs"):
+        tiny_fp32.encode_texts("hello")
+    with pytest.raises(TypeError, match="list of inputs"):
+        tiny_fp32.encode_images(fixture_inputs["images"][0])
+
+
+def test_bf16_keeps_rotary_frequencies_in_float32(tiny_bf16):
+    import torch
+
+    buffers = {name: b for name, b in tiny_bf16.network.named_buffers() if "inv_freq" in name}
+    assert buffers and all(b.dtype == torch.float32 for b in buffers.values())
+    assert all(p.dtype == torch.bfloat16 for p in tiny_bf16.network.parameters())
 
 
 def test_empty_input_gives_empty_result(tiny_fp32):
@@ -148,6 +170,7 @@ def test_non_string_text_names_its_index(tiny_fp32):
         tiny_fp32.encode_texts(["ok", 42])
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_bad_images_name_their_index_and_source(tiny_fp32, tmp_path, fixture_inputs):
     good = fixture_inputs["images"][0]
     corrupt = tmp_path / "corrupt.png"
@@ -162,6 +185,15 @@ def test_bad_images_name_their_index_and_source(tiny_fp32, tmp_path, fixture_inp
         ([42], "image 0 .*expected a PIL image"),
         ([Image.new("RGB", (1000, 2))], "image 0 .*aspect ratio"),
     ]
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (4000, 4000)).save(bomb)
+    monkey_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 1000  # anything above twice this is refused as a decompression bomb
+    try:
+        with pytest.raises(ImageLoadError, match="image 1 .*bomb.png"):
+            tiny_fp32.encode_images([fixture_inputs["images"][1], bomb])  # 37x29 px stays under the limit
+    finally:
+        Image.MAX_IMAGE_PIXELS = monkey_limit
     for images, match in cases:
         with pytest.raises(ImageLoadError, match=match):
             tiny_fp32.encode_images(images)
@@ -231,7 +263,8 @@ def test_hub_ids_are_fetched_with_huggingface_hub(monkeypatch):
     model = JinaV4.from_pretrained("jinaai/jina-embeddings-v4", revision="main")
     assert model.name == "jinaai/jina-embeddings-v4" and model.dims == (16, 32, 64)
     repo, revision, patterns = calls[0]
-    assert (repo, revision) == ("jinaai/jina-embeddings-v4", "main") and "adapters/*" in patterns
+    assert (repo, revision) == ("jinaai/jina-embeddings-v4", "main")
+    assert "adapters/adapter_model.safetensors" in patterns and "model*.safetensors" in patterns
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")

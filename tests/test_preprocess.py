@@ -52,5 +52,12 @@ def test_patches_follow_the_qwen2_vl_layout():
     normalised = (pixels - np.array(b.image_mean)[:, None, None]) / np.array(b.image_std)[:, None, None]
     expected = np.stack([normalised, normalised], axis=1).reshape(-1)
     np.testing.assert_allclose(patches[0].numpy(), expected, atol=1e-5)
-    # the second patch is the block to its right (inside the same 2x2 merge unit)
-    assert not np.allclose(patches[1].numpy(), patches[0].numpy())
+
+    # patches come in 2x2 merge units: index 1 is the block to the right, index 2 the block below
+    def block(top: int, left: int) -> np.ndarray:
+        pixels = np.asarray(image, dtype=np.float32)[top : top + 14, left : left + 14].transpose(2, 0, 1) / 255
+        normalised = (pixels - np.array(b.image_mean)[:, None, None]) / np.array(b.image_std)[:, None, None]
+        return np.stack([normalised, normalised], axis=1).reshape(-1)
+
+    np.testing.assert_allclose(patches[1].numpy(), block(0, 14), atol=1e-5)
+    np.testing.assert_allclose(patches[2].numpy(), block(14, 0), atol=1e-5)

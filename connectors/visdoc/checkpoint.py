@@ -20,7 +20,17 @@ REQUIRED_FILES = (
 )
 WEIGHTS_INDEX = "model.safetensors.index.json"
 SINGLE_WEIGHTS = "model.safetensors"
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", f"{ADAPTER_DIR}/*"]
+HUB_PATTERNS = [  # what the encoder reads, nothing else the repository may hold
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    f"{ADAPTER_DIR}/adapter_config.json",
+    f"{ADAPTER_DIR}/adapter_model.safetensors",
+]
 CONFIG_KEYS = (
     "text_config",
     "vision_config",

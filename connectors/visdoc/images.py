@@ -33,11 +33,13 @@ def image_size(item: ImageInput, index: int) -> tuple[int, int]:
 
 def load_rgb(item: ImageInput, index: int) -> Image.Image:
     """Decode fully and convert to RGB (alpha is dropped, as the reference does)."""
+    from PIL import Image
+
     with _opened(item, index) as image:
         try:
             image.load()
             return image.copy() if image.mode == "RGB" else image.convert("RGB")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ImageLoadError(index, describe(item), _reason(exc)) from exc
 
 
@@ -53,7 +55,7 @@ def _opened(item: ImageInput, index: int) -> Iterator[Image.Image]:
     source = item if isinstance(item, (str, os.PathLike)) else io.BytesIO(bytes(item))
     try:
         image = Image.open(source)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageLoadError(index, describe(item), _reason(exc)) from exc
     with image:
         yield image

@@ -109,7 +109,7 @@ class JinaV4:
         ckpt = read_checkpoint(folder)
         dev = _pick_device(device)
         torch_dtype = _pick_dtype(dtype, dev)
-        attn = attn_implementation or _pick_attention(dev)
+        attn = attn_implementation or _pick_attention(dev, torch_dtype)
         network = load_network(ckpt, device=dev, dtype=torch_dtype, attn_implementation=attn)
         return cls(
             network,
@@ -154,6 +154,7 @@ class JinaV4:
         show_progress: bool = False,
     ) -> EncodeResult:
         """Embed texts as queries or passages (``prompt_name``); ``text-matching`` is symmetric."""
+        texts = _as_list(texts, "texts")
         self._check_task(task)
         dim = self._check_dim(dim)
         if prompt_name not in PROMPT_PREFIXES:
@@ -183,8 +184,10 @@ class JinaV4:
         ``max_pixels`` lowers the checkpoint's pixel budget for this call (fewer tokens per
         page, faster, coarser). Unreadable images raise :class:`ImageLoadError` naming the index.
         """
+        images = _as_list(images, "images")
         self._check_task(task)
         dim = self._check_dim(dim)
+        self._check_max_pixels(max_pixels)
         seqs = []
         for i, image in enumerate(images):
             width, height = image_size(image, i)
@@ -202,6 +205,11 @@ class JinaV4:
     def _check_task(self, task: str) -> None:
         if task not in self.tasks:
             raise UnknownTaskError(f"unknown task {task!r}; this checkpoint has {list(self.tasks)}")
+
+    def _check_max_pixels(self, max_pixels: int | None) -> None:
+        floor = self.checkpoint.pixels.min_pixels
+        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < floor):
+            raise ValueError(f"max_pixels must be an int >= the checkpoint's min_pixels ({floor}), got {max_pixels!r}")
 
     def _check_dim(self, dim: int | None) -> int:
         if dim is None:
@@ -296,6 +304,15 @@ class JinaV4:
         return dense_rows, token_rows
 
 
+def _as_list(items: Any, name: str) -> list[Any]:
+    """Accept any iterable of inputs (generators included), but not a single input."""
+    from PIL import Image
+
+    if isinstance(items, (str, bytes, bytearray, os.PathLike, Image.Image)):
+        raise TypeError(f"{name} must be a list of inputs, not a single {type(items).__name__}; wrap it in [...]")
+    return list(items)
+
+
 def _pick_device(device: str | torch.device | None) -> torch.device:
     import torch
 
@@ -308,7 +325,8 @@ def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.
     import torch
 
     if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        gpu_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if gpu_bf16 else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
     name = DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
@@ -317,9 +335,12 @@ def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.
     return getattr(torch, name)
 
 
-def _pick_attention(device: torch.device) -> str:
+def _pick_attention(device: torch.device, dtype: torch.dtype) -> str:
     import importlib.util
 
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+    import torch
+
+    half = dtype in (torch.bfloat16, torch.float16)  # flash-attention has no float32 kernels
+    if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"

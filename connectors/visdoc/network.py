@@ -63,7 +63,9 @@ def load_network(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, 
         raise CheckpointError(f"checkpoint {ckpt.path} lacks or mismatches weights: {', '.join(missing[:8])}")
     network = Network(backbone, _load_projector(ckpt, dtype))
     _attach_adapters(network, ckpt)
-    return network.to(device=device, dtype=dtype).eval()
+    for param in network.parameters():  # weights only: rotary inv_freq buffers stay float32, as loaded
+        param.data = param.data.to(dtype)
+    return network.to(device).eval()
 
 
 def _load_projector(ckpt: Checkpoint, dtype: torch.dtype) -> nn.Linear:
@@ -88,15 +90,18 @@ def _attach_adapters(network: Network, ckpt: Checkpoint) -> None:
     from safetensors.torch import load_file
 
     folder = ckpt.path / ADAPTER_DIR
+    weights = load_file(str(folder / "adapter_model.safetensors"))
     config = LoraConfig.from_pretrained(str(folder))
     config.inference_mode = True
     config.task_type = None
     config.base_model_name_or_path = None  # the backbone is already loaded; peft needs no hub id
+    # target exactly the modules the file has weights for, whatever the config's regex says
+    config.target_modules = sorted({_adapted_module(key) for key in weights if ".lora_A." in key})
+    config.exclude_modules = None
     tasks = ckpt.task_names
     peft_model = get_peft_model(network, config, adapter_name=tasks[0], autocast_adapter_dtype=False)
     for task in tasks[1:]:
         peft_model.add_adapter(task, config)
-    weights = load_file(str(folder / "adapter_model.safetensors"))
     result = peft_model.load_state_dict(weights, strict=False)
     lora_missing = [k for k in result.missing_keys if ".lora_" in k]
     if result.unexpected_keys or lora_missing:
@@ -104,6 +109,11 @@ def _attach_adapters(network: Network, ckpt: Checkpoint) -> None:
         raise CheckpointError(f"adapters in {folder} do not fit the model: {', '.join(bad)}")
     network._set_adapter = peft_model.set_adapter
     network.use_task(tasks[0])
+
+
+def _adapted_module(key: str) -> str:
+    """``base_model.model.X.lora_A.task.weight`` -> ``X``."""
+    return key.split(".lora_A.")[0].removeprefix("base_model.model.")
 
 
 @contextlib.contextmanager
