@@ -150,9 +150,7 @@ class SyntheticCorpus:
         background = rng.integers(0, N_BACKGROUND, size=TOKENS_PER_PAGE)
         topic = rng.choice(TOPICS_PER_PAGE, size=TOKENS_PER_PAGE, p=layout.weights)
         g = rng.standard_normal((TOKENS_PER_PAGE, DIM), dtype=np.float32) * np.float32(1.0 / np.sqrt(DIM))
-        centre = np.where(
-            is_background[:, None], self.background_centroids[background], layout.variants[topic]
-        )
+        centre = np.where(is_background[:, None], self.background_centroids[background], layout.variants[topic])
         scale = np.where(is_background, BACKGROUND_NOISE, TOKEN_NOISE).astype(np.float32)[:, None]
         return _normalize(centre + scale * g).astype(np.float16)
 

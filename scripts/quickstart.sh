@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Set up (or reuse) ./.venv, then embed the bundled sample page and a query with the model
-# named by VISDOC_MODEL (default jinaai/jina-embeddings-v4) and print their similarity.
+# Set up (or reuse) ./.venv, ingest the bundled sample documents (a 3-page PDF and a page image)
+# into the embedded store ./visdoc_data with the model named by VISDOC_MODEL (default
+# jinaai/jina-embeddings-v4), then answer a query with the ranked pages. Re-running is cheap:
+# unchanged files are not embedded again.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-env.sh" dev
 cd "$root"
-exec "${VISDOC_VENV:-$root/.venv}/bin/visdoc" similarity \
-    "${1:-What was the revenue in the third quarter?}" examples/data/sample-page.png
+visdoc="${VISDOC_VENV:-$root/.venv}/bin/visdoc"
+"$visdoc" ingest examples/data
+"$visdoc" search "${1:-Which quarter had the highest revenue?}" -k 5

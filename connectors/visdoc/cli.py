@@ -11,6 +11,8 @@ from .checkpoint import DEFAULT_MODEL
 from .errors import VisdocError
 
 MODEL_ENV = "VISDOC_MODEL"
+URL_ENV = "QDRANT_URL"
+API_KEY_ENV = "QDRANT_API_KEY"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,14 +37,74 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--dim", type=int, default=None, help="Matryoshka size of the dense vector")
     sim.add_argument("--max-pixels", type=int, default=None, help="lower pixel budget per image")
     sim.set_defaults(run=_similarity)
+
+    ingest = commands.add_parser("ingest", help="embed PDFs, images and text files into a collection")
+    ingest.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
+    _store_options(ingest)
+    _model_options(ingest)
+    ingest.add_argument("--dim", type=int, default=None, help="dense Matryoshka size for a new collection")
+    ingest.add_argument("--task", default="retrieval", help="task adapter for a new collection")
+    ingest.add_argument("--datatype", default="float16", choices=["float32", "float16", "uint8"],
+                        help="multivector storage type for a new collection (default float16)")  # fmt: skip
+    ingest.add_argument("--quantization", default="none", choices=["none", "scalar", "binary"],
+                        help="multivector quantization for a new collection, rescored on search")  # fmt: skip
+    ingest.add_argument("--on-disk", action="store_true", help="keep vectors on disk (memory-mapped)")
+    ingest.add_argument("--shard-number", type=int, default=None, help="server only: shards of a new collection")
+    ingest.add_argument("--replication-factor", type=int, default=None, help="server only: replicas per shard")
+    ingest.add_argument("--write-consistency-factor", type=int, default=None, help="server only")
+    ingest.add_argument("--batch-size", type=int, default=8, help="pages embedded and stored per step")
+    ingest.add_argument("--workers", type=int, default=None, help="PDF render processes (default: cores - 1)")
+    ingest.add_argument("--max-pixels", type=int, default=None, help="lower pixel budget per page")
+    ingest.set_defaults(run=_ingest)
+
+    find = commands.add_parser("search", help="search a collection with a text query (or --image)")
+    find.add_argument("query", help="the query text, or an image path with --image")
+    find.add_argument("--image", action="store_true", help="QUERY is an image file")
+    find.add_argument("-k", type=int, default=10, help="results to return (default 10)")
+    find.add_argument("--mode", default="rerank", choices=["rerank", "dense", "multivector"],
+                      help="rerank (default): dense prefetch + MaxSim; dense; multivector: exact MaxSim")  # fmt: skip
+    find.add_argument("--prefetch", type=int, default=100, help="dense candidates reranked (default 100)")
+    find.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                      help="document=ID, source=PATH or page=FROM..TO (0-based, inclusive); repeatable")  # fmt: skip
+    find.add_argument("--json", action="store_true", help="print results as JSON")
+    _store_options(find)
+    _model_options(find, default=None)
+    find.set_defaults(run=_search)
+
+    info = commands.add_parser("info", help="describe a collection and its documents")
+    _store_options(info)
+    info.set_defaults(run=_info)
+
+    delete = commands.add_parser("delete", help="delete a document's pages from a collection")
+    delete.add_argument("--document", required=True, help="document id (see visdoc info)")
+    _store_options(delete)
+    delete.set_defaults(run=_delete)
     return parser
 
 
-def _model_options(parser: argparse.ArgumentParser) -> None:
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--collection", default="visdoc", help="collection name (default: visdoc)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", default=None, help="embedded store folder (default: ./visdoc_data)")
+    where.add_argument("--url", default=os.environ.get(URL_ENV), help=f"Qdrant server URL (default: ${URL_ENV})")
+    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"default: ${API_KEY_ENV}")
+
+
+def _open_store(args: argparse.Namespace, spec=None, **server_options):  # noqa: ANN001, ANN202
+    from .store import open_store
+
+    options = {k: v for k, v in server_options.items() if v is not None}
+    if args.url:
+        return open_store(args.collection, spec, url=args.url, api_key=args.api_key, **options)
+    return open_store(args.collection, spec, data_dir=args.data_dir)
+
+
+def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL) -> None:
+    fallback = "the collection's model" if default is None else default
     parser.add_argument(
         "--model",
-        default=os.environ.get(MODEL_ENV, DEFAULT_MODEL),
-        help=f"hub id or checkpoint folder (default: ${MODEL_ENV} or {DEFAULT_MODEL})",
+        default=os.environ.get(MODEL_ENV, default),
+        help=f"hub id or checkpoint folder (default: ${MODEL_ENV} or {fallback})",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
@@ -66,6 +128,112 @@ def _similarity(args: argparse.Namespace) -> int:
         late = maxsim(q_tokens, tokens) / len(q_tokens)
         print(f"{score:12.4f}  {late:12.4f}  {len(tokens):11d}  {path}")
     return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from .checkpoint import read_checkpoint, resolve
+    from .ingest import Ingestor
+    from .model import JinaV4
+    from .store import CollectionSpec
+
+    ckpt = read_checkpoint(resolve(args.model))
+    spec = CollectionSpec(
+        dim=args.dim or ckpt.matryoshka_dims[-1],
+        model=args.model,
+        task=args.task,
+        multivector_datatype=args.datatype,
+        quantization=args.quantization,
+        on_disk=args.on_disk,
+    )
+    server = {"shard_number": args.shard_number, "replication_factor": args.replication_factor,
+              "write_consistency_factor": args.write_consistency_factor}  # fmt: skip
+    with _open_store(args, spec, **server) as store:
+        print(f"loading {args.model} ...", file=sys.stderr)
+        model = JinaV4.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+        ingestor = Ingestor(model, store, workers=args.workers, batch_size=args.batch_size, max_pixels=args.max_pixels)
+        report = ingestor.ingest(args.paths, show_progress=True)
+        print(report.summary())
+        print(f"collection {args.collection!r}: {store.count()} points")
+    return 1 if report.problems else 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import json
+
+    from .model import JinaV4
+    from .search import search
+
+    where = _parse_filters(args.filter)
+    with _open_store(args) as store:
+        name = args.model or store.spec.model or DEFAULT_MODEL
+        print(f"loading {name} ...", file=sys.stderr)
+        model = JinaV4.from_pretrained(name, device=args.device, dtype=args.dtype)
+        hits = search(model, store, args.query, k=args.k, mode=args.mode, prefetch=args.prefetch, where=where,
+                      image=args.image)  # fmt: skip
+    if args.json:
+        rows = [{"rank": i + 1, "score": h.score, "id": h.id} | h.payload for i, h in enumerate(hits)]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'rank':>4}  {'score':>8}  {'page':>6}  {'document':<12}  source")
+    for rank, hit in enumerate(hits, 1):
+        p = hit.payload
+        print(f"{rank:4d}  {hit.score:8.4f}  {p.get('page_label', ''):>6}  {p.get('document_id', '')[:12]:<12}  "
+              f"{p.get('source', '')}")  # fmt: skip
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    with _open_store(args) as store:
+        spec = store.spec
+        pages = Counter()
+        sources: dict[str, tuple[str, int]] = {}
+        for record in store.iter_records():
+            doc = record.payload.get("document_id", "")
+            pages[doc] += 1
+            sources[doc] = (record.payload.get("source", ""), record.payload.get("total_pages", 0))
+        print(f"collection {args.collection!r} ({'server ' + args.url if args.url else 'embedded'}): "
+              f"{store.count()} points, {len(pages)} documents")  # fmt: skip
+        print(f"model {spec.model or '?'}, task {spec.task}, dense dim {spec.dim}, multivector "
+              f"{spec.multivector_datatype}, quantization {spec.quantization}")  # fmt: skip
+        for doc, n in sorted(pages.items(), key=lambda item: sources[item[0]][0]):
+            source, total = sources[doc]
+            print(f"  {doc}  {n}/{total} pages  {source}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        removed = store.delete_document(args.document)
+    print(f"deleted {removed} points of document {args.document}")
+    return 0 if removed else 1
+
+
+def _parse_filters(items: list[str]):  # noqa: ANN202
+    from .store import PageFilter
+
+    documents: list[str] = []
+    sources: list[str] = []
+    page_from = page_to = None
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise VisdocError(f"bad filter {item!r}: use KEY=VALUE")
+        if key == "document":
+            documents.append(value)
+        elif key == "source":
+            sources.append(os.path.abspath(value))
+        elif key == "page":
+            low, _, high = value.partition("..")
+            try:
+                page_from = int(low) if low else None
+                page_to = int(high) if high else (page_from if not _ else None)
+            except ValueError:
+                raise VisdocError(f"bad page filter {value!r}: use N or FROM..TO") from None
+        else:
+            raise VisdocError(f"unknown filter key {key!r}: use document, source or page")
+    return PageFilter(document_ids=tuple(documents), sources=tuple(sources), page_from=page_from, page_to=page_to)
 
 
 if __name__ == "__main__":

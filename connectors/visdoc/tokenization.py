@@ -48,6 +48,10 @@ class PromptTokenizer:
         encodings = self._tok.encode_batch([prefix + t for t in texts], add_special_tokens=False)
         return [e.ids[: self.max_length] for e in encodings]
 
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token of ``text`` (no prompt), for chunking long texts."""
+        return self._tok.encode(text, add_special_tokens=False).offsets
+
     def image(self, n_image_tokens: int) -> tuple[list[int], int, int]:
         """Ids of the image prompt with ``n`` image tokens, and the pooled span [start, end).
 

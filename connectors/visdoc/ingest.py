@@ -1,0 +1,302 @@
+"""Ingestion: files -> pages or chunks -> embeddings -> Qdrant points, resumable and idempotent.
+
+Each file is hashed; its pages get point ids from (content hash, page), so a second run stores
+only what is missing (nothing for unchanged files, the rest of an interrupted run), and a
+changed file replaces the pages of its previous version. PDF pages render in worker processes
+while the model encodes the previous batch. Bad files and pages are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ImageLoadError
+from .sources import Problem, RenderedPage, SourceError, SourceFile, chunk_spans, discover, pdf_info, read_text
+from .sources.pdf import render_pages
+from .store import PageFilter, PagePoint, Store, point_id
+
+if TYPE_CHECKING:
+    from .model import JinaV4
+
+PAGES_PER_RENDER_TASK = 4
+DOCUMENT_ID_CHARS = 32
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion run did."""
+
+    files: int = 0
+    documents_stored: int = 0
+    documents_unchanged: int = 0
+    documents_replaced: int = 0
+    pages_stored: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.files} files: {self.documents_stored} stored or completed, {self.documents_unchanged} unchanged, "
+            f"{self.documents_replaced} replaced an older version; {self.pages_stored} pages/chunks embedded "
+            f"in {self.seconds:.1f} s; {len(self.problems)} problems"
+        ]
+        lines += [f"  skipped {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass
+class _Document:
+    """A file to (finish) storing: identity, unit count and which units are still missing."""
+
+    file: SourceFile
+    document_id: str
+    content_hash: str
+    total: int
+    missing: list[int]
+    title: str = ""
+    chunks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Unit:
+    """One page or chunk ready to encode."""
+
+    doc: _Document
+    index: int
+    content: Any  # a PIL image or, for text chunks, the chunk's text
+    text: str
+    label: str
+
+
+class Ingestor:
+    """Embeds files with a :class:`~visdoc.JinaV4` and stores them in a :class:`~visdoc.store.Store`."""
+
+    def __init__(
+        self,
+        model: JinaV4,
+        store: Store,
+        *,
+        workers: int | None = None,
+        batch_size: int = 8,
+        max_pixels: int | None = None,
+        chunk_tokens: int = 512,
+        chunk_overlap: int = 64,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.workers = default_workers() if workers is None else workers
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.chunk_tokens = chunk_tokens
+        self.chunk_overlap = chunk_overlap
+        pixels = model.checkpoint.pixels
+        self._budget = (pixels.factor, pixels.min_pixels, max_pixels or pixels.max_pixels)
+
+    def ingest(self, paths: Iterable[str | os.PathLike], *, show_progress: bool = False) -> IngestReport:
+        """Store every supported file under ``paths``; problems are collected, not raised."""
+        from tqdm.auto import tqdm
+
+        start = time.perf_counter()
+        files, problems = discover(paths)
+        report = IngestReport(files=len(files) + len(problems), problems=problems)
+        documents = [doc for file in files if (doc := self._plan(file, report)) is not None]
+        todo = [doc for doc in documents if doc.missing]
+        report.documents_unchanged += len(documents) - len(todo)
+        total = sum(len(doc.missing) for doc in todo)
+        with tqdm(total=total, unit="page", disable=not show_progress, desc="ingest") as bar:
+            for batch in _batches(self._units(todo, report), self.batch_size):
+                report.pages_stored += self._store(batch, report)
+                bar.update(len(batch))
+        report.documents_stored = len(todo)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _plan(self, file: SourceFile, report: IngestReport) -> _Document | None:
+        """Identify a file, count its pages/chunks and find which are not stored yet."""
+        try:
+            content_hash = _sha256(file.path)
+            document_id = content_hash[:DOCUMENT_ID_CHARS]
+            doc = _Document(file, document_id, content_hash, 0, [])
+            if file.kind == "pdf":
+                info = pdf_info(file.path)
+                doc.total, doc.title = info.pages, info.title
+            elif file.kind == "image":
+                doc.total = _frame_count(file.path)
+            else:
+                text = read_text(file.path)
+                spans = chunk_spans(self.model.tokenizer.offsets(text), self.chunk_tokens, self.chunk_overlap)
+                doc.chunks = [text[a:b] for a, b in spans]
+                doc.total = len(doc.chunks)
+        except (SourceError, OSError) as exc:
+            report.problems.append(Problem(str(file.path), str(exc)))
+            return None
+        report.documents_replaced += self._drop_older_versions(doc)
+        ids = [point_id(document_id, i) for i in range(doc.total)]
+        stored = {record.id for record in self.store.retrieve(ids)}
+        doc.missing = [i for i, pid in enumerate(ids) if pid not in stored]
+        return doc
+
+    def _drop_older_versions(self, doc: _Document) -> int:
+        """Delete pages stored from the same path with other content; returns how many versions."""
+        source = PageFilter(sources=(str(doc.file.path),))
+        older = {r.payload.get("document_id") for r in self.store.iter_records(source)} - {doc.document_id}
+        for document_id in older:
+            self.store.delete(PageFilter(document_ids=(document_id,), sources=(str(doc.file.path),)))
+        return len(older)
+
+    # -- producing units ---------------------------------------------------------------------
+
+    def _units(self, documents: list[_Document], report: IngestReport) -> Iterator[_Unit]:
+        """Pages and chunks of all documents; PDF pages are rendered ahead in worker processes."""
+        pdfs = [doc for doc in documents if doc.file.kind == "pdf"]
+        tasks = [(doc, doc.missing[i : i + PAGES_PER_RENDER_TASK]) for doc in pdfs
+                 for i in range(0, len(doc.missing), PAGES_PER_RENDER_TASK)]  # fmt: skip
+        for doc, page in self._rendered(tasks):
+            if page.error:
+                report.problems.append(Problem(str(doc.file.path), page.error, page.page))
+            else:
+                yield _Unit(doc, page.page, page.image(), page.text, page.label)
+        for doc in documents:
+            if doc.file.kind == "image":
+                yield from self._frames(doc, report)
+            elif doc.file.kind == "text":
+                yield from (_Unit(doc, i, doc.chunks[i], doc.chunks[i], f"chunk {i + 1}") for i in doc.missing)
+
+    def _rendered(self, tasks: list[tuple[_Document, list[int]]]) -> Iterator[tuple[_Document, RenderedPage]]:
+        if not tasks:
+            return
+        if self.workers == 0:
+            for doc, pages in tasks:
+                yield from ((doc, page) for page in render_pages(str(doc.file.path), pages, self._budget))
+            return
+        context = multiprocessing.get_context("spawn")  # torch threads and fork do not mix
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            window: deque[tuple[_Document, Future]] = deque()
+            pending = iter(tasks)
+            for doc, pages in pending:  # keep a few tasks per worker in flight
+                window.append((doc, pool.submit(render_pages, str(doc.file.path), pages, self._budget)))
+                if len(window) >= 3 * self.workers:
+                    break
+            while window:
+                doc, future = window.popleft()
+                following = next(pending, None)
+                if following is not None:
+                    window.append((following[0], pool.submit(render_pages, str(following[0].file.path),
+                                                             following[1], self._budget)))  # fmt: skip
+                yield from ((doc, page) for page in future.result())
+
+    def _frames(self, doc: _Document, report: IngestReport) -> Iterator[_Unit]:
+        """Frames of an image file (one for most formats, several for multi-page TIFF)."""
+        from PIL import Image
+
+        try:
+            with Image.open(doc.file.path) as image:
+                for index in doc.missing:
+                    try:
+                        image.seek(index)
+                        frame = image.convert("RGB")
+                    except (OSError, ValueError, EOFError) as exc:
+                        report.problems.append(Problem(str(doc.file.path), f"cannot decode image: {exc}", index))
+                        continue
+                    yield _Unit(doc, index, frame, "", str(index + 1))
+        except OSError as exc:
+            report.problems.append(Problem(str(doc.file.path), f"cannot read image: {exc}"))
+
+    # -- encoding and storing ----------------------------------------------------------------
+
+    def _store(self, units: list[_Unit], report: IngestReport) -> int:
+        """Encode a batch (one forward pass for both vectors) and upsert it; returns pages stored."""
+        pages = [u for u in units if u.doc.file.kind != "text"]
+        chunks = [u for u in units if u.doc.file.kind == "text"]
+        points = []
+        spec = self.store.spec
+        while pages:
+            try:
+                result = self.model.encode_images([u.content for u in pages], task=spec.task, dim=spec.dim,
+                                                  multivector=True, max_pixels=self.max_pixels)  # fmt: skip
+            except ImageLoadError as exc:
+                bad = pages.pop(exc.index)
+                report.problems.append(Problem(str(bad.doc.file.path), exc.reason, bad.index))
+                continue
+            points += self._points(pages, result, "page_image")
+            break
+        if chunks:
+            result = self.model.encode_texts([u.content for u in chunks], task=spec.task, prompt_name="passage",
+                                             dim=spec.dim, multivector=True)  # fmt: skip
+            points += self._points(chunks, result, "text_chunk")
+        self.store.upsert(points)
+        return len(points)
+
+    def _points(self, units: list[_Unit], result: Any, kind: str) -> list[PagePoint]:
+        spec = self.store.spec
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return [
+            PagePoint(
+                id=point_id(u.doc.document_id, u.index),
+                dense=result.dense[i],
+                multivector=result.multivector[i],
+                payload={
+                    "document_id": u.doc.document_id,
+                    "source": str(u.doc.file.path),
+                    "file_name": u.doc.file.path.name,
+                    "title": u.doc.title,
+                    "page": u.index,
+                    "page_label": u.label,
+                    "total_pages": u.doc.total,
+                    "text": u.text,
+                    "content_hash": u.doc.content_hash,
+                    "kind": kind,
+                    "model": self.model.name,
+                    "task": spec.task,
+                    "dim": spec.dim,
+                    "created_at": created,
+                },
+            )
+            for i, u in enumerate(units)
+        ]
+
+
+def default_workers() -> int:
+    """Render workers: leave the model at least one core."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def _batches(units: Iterable[_Unit], size: int) -> Iterator[list[_Unit]]:
+    batch: list[_Unit] = []
+    for unit in units:
+        batch.append(unit)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _frame_count(path: Path) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SourceError(f"cannot read image: {exc}") from None

@@ -1,0 +1,40 @@
+"""Query a visdoc collection with text or an image."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .images import ImageInput
+from .store import Hit, PageFilter, QueryVectors, SearchMode, Store
+from .store.schema import DEFAULT_PREFETCH
+
+if TYPE_CHECKING:
+    from .model import JinaV4
+
+
+def embed_query(model: JinaV4, query: str | ImageInput, store: Store, *, image: bool = False) -> QueryVectors:
+    """Dense and multivector query embedding from one forward pass, sized for the collection."""
+    spec = store.spec
+    if image:
+        result = model.encode_images([query], task=spec.task, dim=spec.dim, multivector=True)
+    else:
+        if not isinstance(query, str):
+            raise TypeError("a text query must be a str (pass image=True for an image query)")
+        result = model.encode_texts([query], task=spec.task, prompt_name="query", dim=spec.dim, multivector=True)
+    return QueryVectors(result.dense[0], result.multivector[0])
+
+
+def search(
+    model: JinaV4,
+    store: Store,
+    query: str | ImageInput,
+    *,
+    k: int = 10,
+    mode: SearchMode = "rerank",
+    prefetch: int = DEFAULT_PREFETCH,
+    where: PageFilter | None = None,
+    image: bool = False,
+) -> list[Hit]:
+    """Top ``k`` pages for a text (or, with ``image=True``, an image) query."""
+    vectors = embed_query(model, query, store, image=image)
+    return store.search(vectors, k=k, mode=mode, prefetch=prefetch, where=where)

@@ -1,0 +1,19 @@
+"""Document sources: PDFs, image files and text files, turned into pages or chunks."""
+
+from .files import EXTENSIONS, Problem, SourceFile, discover
+from .pdf import PdfInfo, RenderedPage, SourceError, pdf_info, render_pages
+from .text import chunk_spans, read_text
+
+__all__ = [
+    "EXTENSIONS",
+    "PdfInfo",
+    "Problem",
+    "RenderedPage",
+    "SourceError",
+    "SourceFile",
+    "chunk_spans",
+    "discover",
+    "pdf_info",
+    "read_text",
+    "render_pages",
+]

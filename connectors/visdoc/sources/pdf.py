@@ -1,0 +1,102 @@
+"""PDF pages through PyMuPDF: open with clear errors, render at the model's resolution, extract text.
+
+PyMuPDF is not thread-safe, so rendering runs in worker processes (see :mod:`visdoc.ingest`);
+each worker keeps its most recent document open between tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..preprocess import smart_resize
+
+
+class SourceError(Exception):
+    """A file or page that cannot be read; the message is meant for the ingestion summary."""
+
+
+@dataclass(frozen=True)
+class PdfInfo:
+    pages: int
+    title: str
+
+
+@dataclass
+class RenderedPage:
+    """A page rendered to RGB pixels, with its text layer and label."""
+
+    page: int
+    width: int
+    height: int
+    rgb: bytes
+    text: str
+    label: str
+    error: str | None = None
+
+    def image(self) -> Any:
+        from PIL import Image
+
+        return Image.frombuffer("RGB", (self.width, self.height), self.rgb, "raw", "RGB", 0, 1)
+
+
+def pdf_info(path: str | Path) -> PdfInfo:
+    """Page count and title; corrupt, encrypted and empty PDFs raise :class:`SourceError`."""
+    with _open(str(path)) as doc:
+        return PdfInfo(pages=doc.page_count, title=(doc.metadata or {}).get("title") or "")
+
+
+def render_pages(path: str, pages: list[int], budget: tuple[int, int, int]) -> list[RenderedPage]:
+    """Render pages so their pixel count fits the model's budget ``(factor, min_pixels, max_pixels)``.
+
+    The page is rendered straight at the size the model will keep (a multiple of ``factor``
+    within the budget), so nothing is rendered only to be downsampled again. A page that fails
+    comes back with ``error`` set instead of pixels.
+    """
+    doc = _cached(path)
+    out = []
+    for number in pages:
+        try:
+            out.append(_render(doc, number, budget))
+        except Exception as exc:  # a broken page must not lose its neighbours
+            out.append(RenderedPage(number, 0, 0, b"", "", str(number + 1), f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def _render(doc: Any, number: int, budget: tuple[int, int, int]) -> RenderedPage:
+    import pymupdf
+
+    factor, min_pixels, max_pixels = budget
+    page = doc.load_page(number)
+    width_pt, height_pt = page.rect.width, page.rect.height
+    zoom = math.sqrt(max_pixels / (width_pt * height_pt))
+    height, width = smart_resize(round(height_pt * zoom), round(width_pt * zoom), factor, min_pixels, max_pixels)
+    pixmap = page.get_pixmap(matrix=pymupdf.Matrix(width / width_pt, height / height_pt), alpha=False)
+    if pixmap.n != 3:
+        pixmap = pymupdf.Pixmap(pymupdf.csRGB, pixmap)
+    label = page.get_label() or str(number + 1)
+    return RenderedPage(number, pixmap.width, pixmap.height, bytes(pixmap.samples), page.get_text("text"), label)
+
+
+@lru_cache(maxsize=1)
+def _cached(path: str) -> Any:
+    return _open(path)
+
+
+def _open(path: str) -> Any:
+    import pymupdf
+
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except Exception as exc:
+        raise SourceError(f"cannot open PDF: {exc}") from None
+    if doc.needs_pass:
+        doc.close()
+        raise SourceError("PDF is encrypted (password required)")
+    if doc.page_count == 0:
+        doc.close()
+        raise SourceError("PDF has no pages")
+    return doc
