@@ -1,0 +1,203 @@
+"""The store interface behaves the same on the embedded engine and on qdrant-client (local mode)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+from visdoc.store import (
+    CollectionNotFoundError,
+    CollectionSpec,
+    PageFilter,
+    PagePoint,
+    QueryVectors,
+    StoreError,
+    StoreLockedError,
+    open_store,
+    point_id,
+)
+
+DIM = 32
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    return (a / np.linalg.norm(a, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def make_points(n: int = 24, seed: int = 0) -> list[PagePoint]:
+    rng = np.random.default_rng(seed)
+    points = []
+    for i in range(n):
+        doc = f"doc{i % 3}"
+        points.append(
+            PagePoint(
+                point_id(doc, i),
+                unit(rng.normal(size=DIM)),
+                unit(rng.normal(size=(int(rng.integers(5, 40)), 128))),
+                {"document_id": doc, "source": f"/data/{doc}.pdf", "page": i, "kind": "page_image"},
+            )
+        )
+    return points
+
+
+def exact_maxsim(query: np.ndarray, points: list[PagePoint]) -> np.ndarray:
+    return np.array([(query @ p.multivector.T).max(axis=1).sum() for p in points])
+
+
+@pytest.fixture(params=["edge", "server-local"])
+def store(request, tmp_path):
+    spec = CollectionSpec(dim=DIM, model="test-model")
+    if request.param == "edge":
+        s = open_store("pages", spec, data_dir=tmp_path)
+    else:
+        from qdrant_client import QdrantClient
+
+        s = open_store("pages", spec, client=QdrantClient(":memory:"))
+    yield s
+    s.close()
+
+
+def test_upsert_count_retrieve_and_scroll(store):
+    points = make_points()
+    store.upsert(points)
+    store.upsert(points[:5])  # same ids: replaced, not duplicated
+    assert store.count() == len(points)
+    wanted = [points[7].id, str(uuid.uuid4()), points[2].id]
+    records = store.retrieve(wanted, with_vectors=True)
+    assert [r.id for r in records] == [points[7].id, points[2].id]
+    assert records[0].payload["page"] == 7
+    np.testing.assert_allclose(records[0].multivector, points[7].multivector, atol=2e-3)  # float16 storage
+    np.testing.assert_allclose(records[0].dense, points[7].dense, atol=1e-5)
+    first, offset = store.scroll(limit=10)
+    assert len(first) == 10 and offset is not None
+    assert sorted(r.id for r in store.iter_records(batch=7)) == sorted(p.id for p in points)
+
+
+def test_filters_select_documents_sources_and_page_ranges(store):
+    points = make_points()
+    store.upsert(points)
+    assert store.count(PageFilter(document_ids=("doc1",))) == 8
+    assert store.count(PageFilter(document_ids=("doc0", "doc1"))) == 16
+    assert store.count(PageFilter(sources=("/data/doc2.pdf",))) == 8
+    in_range = store.count(PageFilter(document_ids=("doc0",), page_from=3, page_to=12))
+    assert in_range == len([p for p in points if p.payload["document_id"] == "doc0" and 3 <= p.payload["page"] <= 12])
+    query = QueryVectors(points[0].dense, points[0].multivector[:4])
+    hits = store.search(query, k=50, where=PageFilter(page_from=10))
+    assert hits and all(h.payload["page"] >= 10 for h in hits)
+
+
+def test_search_modes_rank_like_exact_maxsim(store):
+    points = make_points()
+    store.upsert(points)
+    target = points[9]
+    query = QueryVectors(target.dense, target.multivector[:6])
+    exact = exact_maxsim(query.multivector, points)
+    expected = [points[i].id for i in np.argsort(-exact)[:5]]
+    multi = store.search(query, k=5, mode="multivector")
+    assert [h.id for h in multi] == expected
+    np.testing.assert_allclose([h.score for h in multi], np.sort(exact)[::-1][:5], atol=2e-2)
+    rerank = store.search(query, k=5, mode="rerank", prefetch=len(points))  # prefetch all: same as exact
+    assert [h.id for h in rerank] == expected
+    dense = store.search(query, k=3, mode="dense")
+    assert dense[0].id == target.id and dense[0].score == pytest.approx(1.0, abs=1e-4)
+    narrow = store.search(query, k=2, mode="rerank", prefetch=2)  # only the dense top-2 are reranked
+    top2 = {h.id for h in store.search(query, k=2, mode="dense")}
+    assert {h.id for h in narrow} == top2
+    with pytest.raises(ValueError, match="unknown search mode"):
+        store.search(query, mode="hybrid")
+
+
+def test_delete_by_document_and_refusal_of_empty_filters(store):
+    store.upsert(make_points())
+    assert store.delete_document("doc2") == 8
+    assert store.count() == 16 and store.count(PageFilter(document_ids=("doc2",))) == 0
+    assert store.delete_document("doc2") == 0
+    with pytest.raises(ValueError, match="empty filter"):
+        store.delete(PageFilter())
+
+
+def test_embedded_collection_persists_and_keeps_its_spec(tmp_path):
+    spec = CollectionSpec(dim=DIM, model="m", multivector_datatype="float32")
+    with open_store("c", spec, data_dir=tmp_path) as store:
+        store.upsert(make_points())
+    with open_store("c", data_dir=tmp_path) as store:
+        assert store.spec == spec and store.count() == 24
+    with pytest.raises(StoreError, match="dim 32, not 64"):
+        open_store("c", CollectionSpec(dim=64), data_dir=tmp_path)
+    with pytest.raises(CollectionNotFoundError, match="no collection 'other'"):
+        open_store("other", data_dir=tmp_path)
+
+
+def test_second_process_on_an_embedded_collection_gets_a_clear_error(tmp_path):
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        store.upsert(make_points(3))
+        code = f"from visdoc.store import open_store\nopen_store('c', data_dir={str(tmp_path)!r})\n"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode != 0
+        assert "StoreLockedError" in result.stderr and f"process {os.getpid()}" in result.stderr
+        with pytest.raises(StoreLockedError):  # in this process too
+            open_store("c", data_dir=tmp_path)
+    with open_store("c", data_dir=tmp_path) as store:  # released on close
+        assert store.count() == 3
+
+
+def test_server_uploads_are_split_by_request_size():
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    store = open_store("c", CollectionSpec(dim=DIM), client=client, max_request_bytes=100_000)
+    sizes = []
+    original = client.upsert
+
+    def spy(collection_name, points, **kwargs):
+        sizes.append(sum((len(p.vector["dense"]) + 128 * len(p.vector["multi"])) * 12 for p in points))
+        assert kwargs.get("wait") is True
+        return original(collection_name, points, **kwargs)
+
+    client.upsert = spy
+    store.upsert(make_points(24))
+    assert len(sizes) > 1 and max(sizes) <= 100_000 and store.count() == 24
+
+
+def test_server_collection_is_created_with_cluster_options():
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    calls = {}
+    original = client.create_collection
+
+    def spy(name, **kwargs):
+        calls.update(kwargs)
+        return original(name, **kwargs)
+
+    client.create_collection = spy
+    spec = CollectionSpec(dim=DIM, quantization="binary")
+    open_store("c", spec, client=client, shard_number=4, replication_factor=2, write_consistency_factor=2)
+    assert (calls["shard_number"], calls["replication_factor"], calls["write_consistency_factor"]) == (4, 2, 2)
+    multi = calls["vectors_config"]["multi"]
+    assert multi.multivector_config.comparator.value == "max_sim" and multi.hnsw_config.m == 0
+    assert multi.datatype.value == "float16" and multi.quantization_config.binary is not None
+    assert calls["vectors_config"]["dense"].size == DIM
+    assert open_store("c", client=client).spec == spec  # read back from the collection metadata
+
+
+@pytest.mark.skipif(not os.environ.get("QDRANT_URL"), reason="needs a Qdrant server: set QDRANT_URL")
+def test_real_qdrant_server_roundtrip():
+    name = f"visdoc-test-{uuid.uuid4().hex[:8]}"
+    store = open_store(name, CollectionSpec(dim=DIM), url=os.environ["QDRANT_URL"],
+                       api_key=os.environ.get("QDRANT_API_KEY"))  # fmt: skip
+    try:
+        points = make_points()
+        store.upsert(points)
+        assert store.count() == len(points)
+        query = QueryVectors(points[4].dense, points[4].multivector[:5])
+        assert store.search(query, k=1)[0].id == points[4].id
+        assert store.delete_document("doc1") == 8 and store.count() == 16
+    finally:
+        store.client.delete_collection(name)
+        store.close()
