@@ -33,13 +33,18 @@ def main() -> None:
     heading(page, 90, "Northwind Traders - Annual Report 2025", 22)
     page.draw_line((72, 100), (540, 100), color=(0.1, 0.1, 0.25), width=1.5)
     heading(page, 140, "1. Letter to shareholders")
-    paragraph(page, 155, "2025 was the year Northwind Traders became a logistics company as much as a trading "
-              "house. Revenue reached 188.5 million EUR, driven by the cold-chain logistics service that "
-              "opened in northern Europe in the third quarter. Operating costs stayed flat while headcount "
-              "rose by four percent. The organisation chart on page 7 shows the new logistics division.")
+    paragraph(
+        page,
+        155,
+        "2025 was the year Northwind Traders became a logistics company as much as a trading "
+        "house. Revenue reached 188.5 million EUR, driven by the cold-chain logistics service that "
+        "opened in northern Europe in the third quarter. Operating costs stayed flat while headcount "
+        "rose by four percent. The organisation chart on page 7 shows the new logistics division.",
+    )
     heading(page, 330, "Contents")
-    for i, line in enumerate(["Letter to shareholders .... 1", "Financial highlights .... 2",
-                              "Revenue by quarter (chart) .... 3"]):
+    for i, line in enumerate(
+        ["Letter to shareholders .... 1", "Financial highlights .... 2", "Revenue by quarter (chart) .... 3"]
+    ):
         page.insert_text((90, 360 + 22 * i), line, fontname="tiro", fontsize=12)
 
     page = doc.new_page(width=612, height=792)
@@ -55,8 +60,12 @@ def main() -> None:
         for c, cell in enumerate(row):
             page.insert_text((x + 8, y + 19), cell, fontname="hebo" if r == 0 else "helv", fontsize=12)
             x += widths[c]
-    paragraph(page, 330, "The third quarter was the strongest on record (+17.4%). The fourth quarter fell back "
-              "slightly as the seasonal fresh-produce contracts ended.")
+    paragraph(
+        page,
+        330,
+        "The third quarter was the strongest on record (+17.4%). The fourth quarter fell back "
+        "slightly as the seasonal fresh-produce contracts ended.",
+    )
 
     page = doc.new_page(width=612, height=792)
     heading(page, 90, "3. Revenue by quarter")

@@ -1,0 +1,118 @@
+"""Ingestion throughput per stage on a 200-page PDF, then the whole pipeline, in one run.
+
+Stages, each timed alone on one core (torch and the engine limited to one thread):
+
+* render: PyMuPDF renders a page at the model's pixel budget and extracts its text;
+* preprocess: resize check, normalise and patchify (what ``encode_images`` does before the model);
+* encode: the tiny fixture model (random weights; stands in for the real model's cost);
+* store: upsert of the page's dense + multivector point into the embedded engine.
+
+"non-model" is render + preprocess + store per page on one core; the target is >= 50 pages/s.
+The last line runs ``Ingestor`` end to end (render workers overlapping encoding).
+
+    python benchmarks/ingest.py [--pages 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pymupdf
+import torch
+
+from visdoc import JinaV4
+from visdoc.images import load_rgb
+from visdoc.ingest import Ingestor
+from visdoc.sources import render_pages
+from visdoc.store import CollectionSpec, PagePoint, open_store, point_id
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "data" / "jina-v4-tiny"
+
+
+def make_pdf(path: Path, pages: int) -> Path:
+    """Letter pages with a heading, a paragraph, a table and a bar chart each."""
+    doc = pymupdf.open()
+    rng = np.random.default_rng(0)
+    for i in range(pages):
+        page = doc.new_page(width=612, height=792)
+        page.insert_text((72, 80), f"Section {i + 1}: quarterly figures", fontname="hebo", fontsize=16)
+        page.insert_textbox(pymupdf.Rect(72, 95, 540, 220), "Revenue and costs by region. " * 12, fontsize=10)
+        for r in range(6):
+            for c in range(4):
+                rect = pymupdf.Rect(72 + c * 110, 240 + r * 22, 182 + c * 110, 262 + r * 22)
+                page.draw_rect(rect, color=(0.5, 0.5, 0.5))
+                page.insert_text((rect.x0 + 6, rect.y1 - 7), f"{rng.integers(10, 999)}", fontsize=9)
+        for b in range(6):
+            height = float(rng.integers(40, 200))
+            page.draw_rect(pymupdf.Rect(90 + b * 70, 620 - height, 130 + b * 70, 620), fill=(0.2, 0.4, 0.7))
+    doc.save(path, deflate=True)
+    return path
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds else float("inf")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=200)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = JinaV4.from_pretrained(FIXTURE)
+    pixels = model.checkpoint.pixels
+    budget = (pixels.factor, pixels.min_pixels, pixels.max_pixels)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pdf = make_pdf(Path(tmp) / "bench.pdf", args.pages)
+        numbers = list(range(args.pages))
+
+        start = time.perf_counter()
+        rendered = render_pages(str(pdf), numbers, budget)
+        t_render = time.perf_counter() - start
+        images = [page.image() for page in rendered]
+
+        start = time.perf_counter()
+        for i, image in enumerate(images):
+            model.preprocessor.patches(load_rgb(image, i), model.preprocessor.grid(*image.size))
+        t_pre = time.perf_counter() - start
+
+        start = time.perf_counter()
+        result = model.encode_images(images, multivector=True)
+        t_encode = time.perf_counter() - start
+
+        spec = CollectionSpec(dim=model.dims[-1])
+        with open_store("bench", spec, data_dir=Path(tmp) / "data") as store:
+            points = [PagePoint(point_id("bench", i), result.dense[i], result.multivector[i],
+                                {"document_id": "bench", "page": i, "text": rendered[i].text})
+                      for i in numbers]  # fmt: skip
+            start = time.perf_counter()
+            for i in range(0, len(points), 8):
+                store.upsert(points[i : i + 8])
+            store.flush()
+            t_store = time.perf_counter() - start
+
+        torch.set_num_threads(torch.get_num_threads())
+        with open_store("e2e", spec, data_dir=Path(tmp) / "data") as store:
+            start = time.perf_counter()
+            report = Ingestor(model, store, batch_size=8).ingest([pdf])
+            t_e2e = time.perf_counter() - start
+
+    tokens = int(np.mean([len(m) for m in result.multivector]))
+    n = args.pages
+    print(f"{n}-page PDF, {images[0].size[0]}x{images[0].size[1]} px per page, {tokens} tokens per page")
+    print(f"{'stage':<28} {'pages/s':>9} {'ms/page':>8}")
+    for name, seconds in (("render (pymupdf)", t_render), ("preprocess (patchify)", t_pre),
+                          ("encode (tiny model)", t_encode), ("store (qdrant-edge upsert)", t_store)):  # fmt: skip
+        print(f"{name:<28} {rate(n, seconds):9.1f} {1000 * seconds / n:8.2f}")
+    non_model = t_render + t_pre + t_store
+    print(f"{'non-model, one core':<28} {rate(n, non_model):9.1f} {1000 * non_model / n:8.2f}   (target >= 50)")
+    print(f"{'pipeline end to end':<28} {rate(report.pages_stored, t_e2e):9.1f} {1000 * t_e2e / n:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
