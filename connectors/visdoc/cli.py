@@ -174,11 +174,11 @@ def _search(args: argparse.Namespace) -> int:
         rows = [{"rank": i + 1, "score": h.score, "id": h.id} | h.payload for i, h in enumerate(hits)]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
-    print(f"{'rank':>4}  {'score':>8}  {'page':>6}  {'document':<12}  source")
+    print(f"{'rank':>4}  {'score':>8}  {'page':>6}  {'file':<28}  text")
     for rank, hit in enumerate(hits, 1):
         p = hit.payload
-        print(f"{rank:4d}  {hit.score:8.4f}  {p.get('page_label', ''):>6}  {p.get('document_id', '')[:12]:<12}  "
-              f"{p.get('source', '')}")  # fmt: skip
+        snippet = " ".join(str(p.get("text", "")).split())[:60]
+        print(f"{rank:4d}  {hit.score:8.4f}  {p.get('page_label', ''):>6}  {p.get('file_name', ''):<28}  {snippet}")
     return 0
 
 

@@ -1,0 +1,63 @@
+"""The visdoc command line: ingest, search, info, delete against the embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FIXTURE
+
+SAMPLES = FIXTURE.parents[2] / "examples" / "data"
+
+
+def visdoc(*args: str, data_dir) -> subprocess.CompletedProcess:
+    env = os.environ | {"VISDOC_MODEL": str(FIXTURE)}
+    env.pop("QDRANT_URL", None)
+    cmd = [sys.executable, "-m", "visdoc", *args, "--data-dir", str(data_dir)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "data"
+    result = visdoc("ingest", str(SAMPLES), "--workers", "1", data_dir=folder)
+    assert result.returncode == 0, result.stderr
+    assert "4 pages/chunks embedded" in result.stdout and "0 problems" in result.stdout
+    assert "ingest: 100%" in result.stderr  # progress is visible in the CLI
+    return folder
+
+
+def test_search_json_filters_and_modes(data_dir):
+    result = visdoc("search", "revenue by quarter", "-k", "10", "--json", data_dir=data_dir)
+    rows = json.loads(result.stdout)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4] and rows[0]["score"] >= rows[-1]["score"]
+    assert {r["file_name"] for r in rows} == {"annual-report.pdf", "sample-page.png"}
+    pdf = str(SAMPLES / "annual-report.pdf")
+    result = visdoc("search", "revenue", "--json", "--filter", f"source={pdf}", "--filter", "page=1..2",
+                    "--mode", "multivector", data_dir=data_dir)  # fmt: skip
+    assert sorted(r["page"] for r in json.loads(result.stdout)) == [1, 2]
+    image_query = visdoc("search", str(SAMPLES / "sample-page.png"), "--image", "--json", "-k", "1",
+                         data_dir=data_dir)  # fmt: skip
+    assert json.loads(image_query.stdout)[0]["file_name"] == "sample-page.png"  # a page finds itself
+    bad = visdoc("search", "x", "--filter", "colour=red", data_dir=data_dir)
+    assert bad.returncode == 2 and "unknown filter key 'colour'" in bad.stderr
+
+
+def test_info_and_delete(data_dir):
+    info = visdoc("info", data_dir=data_dir)
+    assert "4 points, 2 documents" in info.stdout and "3/3 pages" in info.stdout
+    document = next(line.split()[0] for line in info.stdout.splitlines() if "sample-page.png" in line)
+    deleted = visdoc("delete", "--document", document, data_dir=data_dir)
+    assert deleted.returncode == 0 and "deleted 1 points" in deleted.stdout
+    assert "3 points, 1 documents" in visdoc("info", data_dir=data_dir).stdout
+    again = visdoc("ingest", str(SAMPLES), "--workers", "0", data_dir=data_dir)
+    assert "1 pages/chunks embedded" in again.stdout and "1 unchanged" in again.stdout
+
+
+def test_missing_collection_is_a_clear_error(tmp_path):
+    result = visdoc("search", "x", data_dir=tmp_path)
+    assert result.returncode == 2 and "no collection 'visdoc'" in result.stderr and "Traceback" not in result.stderr
