@@ -105,9 +105,14 @@ def test_search_modes_rank_like_exact_maxsim(store):
     assert [h.id for h in rerank] == expected
     dense = store.search(query, k=3, mode="dense")
     assert dense[0].id == target.id and dense[0].score == pytest.approx(1.0, abs=1e-4)
-    narrow = store.search(query, k=2, mode="rerank", prefetch=2)  # only the dense top-2 are reranked
+    narrow = store.search(query, k=2, prefetch=2, pooled_prefetch=0)  # only the dense top-2 are reranked
     top2 = {h.id for h in store.search(query, k=2, mode="dense")}
     assert {h.id for h in narrow} == top2
+    pooled_only = store.search(query, k=5, prefetch=0, pooled_prefetch=len(points))
+    assert [h.id for h in pooled_only] == expected
+    assert store.search(query, k=1, prefetch=0, pooled_prefetch=3)[0].id == target.id  # centroids find it
+    with pytest.raises(ValueError, match="needs a first stage"):
+        store.search(query, prefetch=0, pooled_prefetch=0)
     with pytest.raises(ValueError, match="unknown search mode"):
         store.search(query, mode="hybrid")
 
@@ -119,6 +124,16 @@ def test_delete_by_document_and_refusal_of_empty_filters(store):
     assert store.delete_document("doc2") == 0
     with pytest.raises(ValueError, match="empty filter"):
         store.delete(PageFilter())
+
+
+def test_pooled_first_stage_can_be_left_out(tmp_path):
+    with open_store("c", CollectionSpec(dim=DIM, pool_size=0), data_dir=tmp_path) as store:
+        points = make_points()
+        store.upsert(points)
+        query = QueryVectors(points[3].dense, points[3].multivector[:4])
+        assert store.search(query, k=1)[0].id == points[3].id  # dense prefetch alone
+        with pytest.raises(ValueError, match="needs a first stage"):
+            store.search(query, prefetch=0)
 
 
 def test_embedded_collection_persists_and_keeps_its_spec(tmp_path):

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--quantization", default="none", choices=["none", "scalar", "binary"],
                         help="multivector quantization for a new collection, rescored on search")  # fmt: skip
     ingest.add_argument("--on-disk", action="store_true", help="keep vectors on disk (memory-mapped)")
+    ingest.add_argument("--pool-size", type=int, default=16,
+                        help="token centroids per page, a fast first stage (new collections; 0: none)")  # fmt: skip
     ingest.add_argument("--shard-number", type=int, default=None, help="server only: shards of a new collection")
     ingest.add_argument("--replication-factor", type=int, default=None, help="server only: replicas per shard")
     ingest.add_argument("--write-consistency-factor", type=int, default=None, help="server only")
@@ -64,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--mode", default="rerank", choices=["rerank", "dense", "multivector"],
                       help="rerank (default): dense prefetch + MaxSim; dense; multivector: exact MaxSim")  # fmt: skip
     find.add_argument("--prefetch", type=int, default=100, help="dense candidates reranked (default 100)")
+    find.add_argument("--pooled-prefetch", type=int, default=64,
+                      help="candidates from the pooled token centroids, reranked too (default 64)")  # fmt: skip
     find.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                       help="document=ID, source=PATH or page=FROM..TO (0-based, inclusive); repeatable")  # fmt: skip
     find.add_argument("--json", action="store_true", help="print results as JSON")
@@ -144,6 +148,7 @@ def _ingest(args: argparse.Namespace) -> int:
         multivector_datatype=args.datatype,
         quantization=args.quantization,
         on_disk=args.on_disk,
+        pool_size=args.pool_size,
     )
     server = {"shard_number": args.shard_number, "replication_factor": args.replication_factor,
               "write_consistency_factor": args.write_consistency_factor}  # fmt: skip
@@ -168,8 +173,8 @@ def _search(args: argparse.Namespace) -> int:
         name = args.model or store.spec.model or DEFAULT_MODEL
         print(f"loading {name} ...", file=sys.stderr)
         model = JinaV4.from_pretrained(name, device=args.device, dtype=args.dtype)
-        hits = search(model, store, args.query, k=args.k, mode=args.mode, prefetch=args.prefetch, where=where,
-                      image=args.image)  # fmt: skip
+        hits = search(model, store, args.query, k=args.k, mode=args.mode, prefetch=args.prefetch,
+                      pooled_prefetch=args.pooled_prefetch, where=where, image=args.image)  # fmt: skip
     if args.json:
         rows = [{"rank": i + 1, "score": h.score, "id": h.id} | h.payload for i, h in enumerate(hits)]
         print(json.dumps(rows, indent=2, ensure_ascii=False))

@@ -117,6 +117,8 @@ class Ingestor:
             for batch in _batches(self._units(todo, report), self.batch_size):
                 report.pages_stored += self._store(batch, report)
                 bar.update(len(batch))
+        if report.pages_stored:
+            self.store.optimize()
         report.documents_stored = len(todo)
         report.seconds = time.perf_counter() - start
         return report

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .images import ImageInput
 from .store import Hit, PageFilter, QueryVectors, SearchMode, Store
-from .store.schema import DEFAULT_PREFETCH
+from .store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
 if TYPE_CHECKING:
     from .model import JinaV4
@@ -32,9 +32,10 @@ def search(
     k: int = 10,
     mode: SearchMode = "rerank",
     prefetch: int = DEFAULT_PREFETCH,
+    pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
     where: PageFilter | None = None,
     image: bool = False,
 ) -> list[Hit]:
     """Top ``k`` pages for a text (or, with ``image=True``, an image) query."""
     vectors = embed_query(model, query, store, image=image)
-    return store.search(vectors, k=k, mode=mode, prefetch=prefetch, where=where)
+    return store.search(vectors, k=k, mode=mode, prefetch=prefetch, pooled_prefetch=pooled_prefetch, where=where)

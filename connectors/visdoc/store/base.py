@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import VisdocError
-from .schema import DEFAULT_PREFETCH, CollectionSpec, Hit, PageFilter, PagePoint, Record
+from .schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH, CollectionSpec, Hit, PageFilter, PagePoint, Record
 
 SearchMode = Literal["rerank", "dense", "multivector"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("rerank", "dense", "multivector")
@@ -70,13 +70,22 @@ class Store(abc.ABC):
         k: int = 10,
         mode: SearchMode = "rerank",
         prefetch: int = DEFAULT_PREFETCH,
+        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
         where: PageFilter | None = None,
     ) -> list[Hit]:
-        """Top ``k`` pages: dense prefetch then MaxSim rerank, or one stage only."""
+        """Top ``k`` pages.
+
+        ``rerank``: candidates from the dense vector (``prefetch``) and from the pooled token
+        centroids (``pooled_prefetch``, when the collection has them), reranked by exact MaxSim
+        on the full multivector. ``dense`` and ``multivector`` (exact MaxSim) use one stage.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:
         """Flush and release the collection."""
+
+    def optimize(self) -> None:  # noqa: B027 - a no-op unless the backend needs it
+        """Build indexes after a bulk load (a server does this by itself)."""
 
     def delete_document(self, document_id: str) -> int:
         """Delete all pages of a document; returns how many there were."""
@@ -106,3 +115,24 @@ def check_mode(mode: str) -> SearchMode:
     if mode not in SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}; use one of {list(SEARCH_MODES)}")
     return mode  # type: ignore[return-value]
+
+
+def first_stages(spec: CollectionSpec, prefetch: int, pooled_prefetch: int, k: int) -> dict[str, int]:
+    """Candidate counts per first-stage vector for a rerank search (``{}`` means none asked)."""
+    from .schema import DENSE, POOLED
+
+    stages = {DENSE: max(prefetch, k)} if prefetch > 0 else {}
+    if spec.pool_size > 0 and pooled_prefetch > 0:
+        stages[POOLED] = max(pooled_prefetch, k)
+    if not stages:
+        raise ValueError("rerank needs a first stage: set prefetch and/or pooled_prefetch above 0")
+    return stages
+
+
+def pooled(multivector: object, spec: CollectionSpec) -> list[list[float]]:
+    """The pooled first-stage vectors of a page, as plain lists."""
+    import numpy as np
+
+    from ..pooling import pool_page
+
+    return pool_page(np.asarray(multivector, dtype=np.float32), spec.pool_size).tolist()

@@ -11,12 +11,26 @@ from typing import Any
 
 import numpy as np
 
-from .base import CollectionNotFoundError, QueryVectors, SearchMode, Store, StoreError, StoreLockedError, check_mode
+from ..pooling import pool_query
+from .base import (
+    CollectionNotFoundError,
+    QueryVectors,
+    SearchMode,
+    Store,
+    StoreError,
+    StoreLockedError,
+    check_mode,
+    first_stages,
+    pooled,
+)
 from .schema import (
+    DEFAULT_POOLED_PREFETCH,
+    DEFAULT_PREFETCH,
     DENSE,
     INDEXED_FIELDS,
     MULTI,
     MULTIVECTOR_DIM,
+    POOLED,
     CollectionSpec,
     Hit,
     PageFilter,
@@ -94,6 +108,18 @@ class EdgeStore(Store):
                     hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
                 ),
             }
+            | ({POOLED: self._pooled_params()} if spec.pool_size else {})
+        )
+
+    def _pooled_params(self) -> Any:
+        """Centroids scored by dot product: query cluster sums carry their token counts as length."""
+        qe = self._qe
+        return qe.EdgeVectorParams(
+            size=MULTIVECTOR_DIM,
+            distance=qe.Distance.Dot,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            datatype=qe.VectorStorageDatatype.Float16,
+            hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10),
         )
 
     # -- writing -----------------------------------------------------------------------------
@@ -102,7 +128,12 @@ class EdgeStore(Store):
         if not points:
             return
         qe = self._qe
-        batch = [qe.Point(p.id, {DENSE: _floats(p.dense), MULTI: _floats(p.multivector)}, p.payload) for p in points]
+        batch = []
+        for p in points:  # plain lists build Points ~2x faster than numpy arrays in qdrant-edge 0.9
+            vectors = {DENSE: _floats(p.dense).tolist(), MULTI: _floats(p.multivector).tolist()}
+            if self.spec.pool_size:
+                vectors[POOLED] = pooled(p.multivector, self.spec)
+            batch.append(qe.Point(p.id, vectors, p.payload))
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
         self._unflushed += sum(np.asarray(p.multivector).size * 4 + np.asarray(p.dense).size * 4 for p in points)
         if self._unflushed >= FLUSH_EVERY_BYTES:
@@ -112,6 +143,11 @@ class EdgeStore(Store):
         if where.is_empty():
             raise ValueError("refusing to delete with an empty filter")
         self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
+
+    def optimize(self) -> None:
+        """Build the dense HNSW index and merge segments, then flush (the engine only does it when asked)."""
+        self._shard.optimize()
+        self.flush()
 
     def flush(self) -> None:
         self._shard.flush()
@@ -149,18 +185,25 @@ class EdgeStore(Store):
         *,
         k: int = 10,
         mode: SearchMode = "rerank",
-        prefetch: int = 100,
+        prefetch: int = DEFAULT_PREFETCH,
+        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
         where: PageFilter | None = None,
     ) -> list[Hit]:
         qe = self._qe
         check_mode(mode)
         flt = self._filter(where)
-        dense = qe.Query.Nearest(_floats(query.dense), using=DENSE)
-        multi = qe.Query.Nearest(_floats(query.multivector), using=MULTI)  # no HNSW on it: always exact
+        dense = qe.Query.Nearest(_floats(query.dense).tolist(), using=DENSE)
+        multi = qe.Query.Nearest(_floats(query.multivector).tolist(), using=MULTI)  # no HNSW: always exact
         params = None
         if self.spec.quantization != "none":
             params = qe.SearchParams(quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0))
-        prefetches = [qe.Prefetch(limit=max(prefetch, k), query=dense, filter=flt)] if mode == "rerank" else None
+        prefetches = None
+        if mode == "rerank":
+            first = {DENSE: dense, POOLED: None}
+            prefetches = []
+            for using, limit in first_stages(self.spec, prefetch, pooled_prefetch, k).items():
+                vector = first[using] or qe.Query.Nearest(pool_query(query.multivector).tolist(), using=POOLED)
+                prefetches.append(qe.Prefetch(limit=limit, query=vector, filter=flt))
         request = qe.QueryRequest(limit=k, query=dense if mode == "dense" else multi, prefetches=prefetches,
                                   filter=flt, with_payload=True, params=params)  # fmt: skip
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]

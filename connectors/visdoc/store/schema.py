@@ -8,9 +8,11 @@ from typing import Any, Literal
 
 DENSE = "dense"
 MULTI = "multi"
+POOLED = "pooled"
 MULTIVECTOR_DIM = 128
 DEFAULT_COLLECTION = "visdoc"
 DEFAULT_PREFETCH = 100
+DEFAULT_POOLED_PREFETCH = 64
 
 Datatype = Literal["float32", "float16", "uint8"]
 Quantization = Literal["none", "scalar", "binary"]
@@ -36,9 +38,10 @@ class CollectionSpec:
     """Settings fixed when a collection is created.
 
     ``dim`` is the dense Matryoshka size; the multivector is always 128-d, compared with MaxSim
-    and kept out of HNSW (it only reranks). ``multivector_datatype`` float16 halves storage at no
-    measurable cost; ``quantization`` adds a compressed copy of the multivector for faster
-    scoring, rescored with the originals.
+    and kept out of HNSW (it only reranks). ``pool_size`` k-means centroids of each page's tokens
+    form a second, cheap first stage next to the dense vector (0 leaves it out).
+    ``multivector_datatype`` float16 halves storage at no measurable cost; ``quantization`` adds
+    a compressed copy of the multivector for faster scoring, rescored with the originals.
     """
 
     dim: int
@@ -49,6 +52,7 @@ class CollectionSpec:
     on_disk: bool = False
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
+    pool_size: int = 16
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -57,6 +61,7 @@ class CollectionSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CollectionSpec:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.setdefault("pool_size", 0)  # written before pooled vectors existed
         return cls(**known)
 
 

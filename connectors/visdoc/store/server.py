@@ -9,12 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from .base import CollectionNotFoundError, QueryVectors, SearchMode, Store, StoreError, check_mode
+from ..pooling import pool_query
+from .base import CollectionNotFoundError, QueryVectors, SearchMode, Store, StoreError, check_mode, first_stages, pooled
 from .schema import (
+    DEFAULT_POOLED_PREFETCH,
+    DEFAULT_PREFETCH,
     DENSE,
     INDEXED_FIELDS,
     MULTI,
     MULTIVECTOR_DIM,
+    POOLED,
     CollectionSpec,
     Hit,
     PageFilter,
@@ -78,6 +82,13 @@ class ServerStore(Store):
             ),  # fmt: skip
             "binary": m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True)),
         }[spec.quantization]
+        pooled_params = m.VectorParams(  # dot product: query cluster sums carry their token counts as length
+            size=MULTIVECTOR_DIM,
+            distance=m.Distance.DOT,
+            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+            hnsw_config=m.HnswConfigDiff(m=0),
+            datatype=m.Datatype.FLOAT16,
+        )
         self.client.create_collection(
             self.name,
             vectors_config={
@@ -96,7 +107,8 @@ class ServerStore(Store):
                     datatype=datatype[spec.multivector_datatype],
                     quantization_config=quantization,
                 ),
-            },
+            }
+            | ({POOLED: pooled_params} if spec.pool_size else {}),
             shard_number=shards,
             replication_factor=replicas,
             write_consistency_factor=consistency,
@@ -131,12 +143,15 @@ class ServerStore(Store):
         size = 0
         for p in points:
             dense, multi = np.asarray(p.dense, dtype=np.float32), np.asarray(p.multivector, dtype=np.float32)
-            cost = (dense.size + multi.size) * per_float + len(json.dumps(p.payload, default=str)) + 256
+            vectors = {DENSE: dense.tolist(), MULTI: multi.tolist()}
+            if self.spec.pool_size:
+                vectors[POOLED] = pooled(multi, self.spec)
+            floats = dense.size + multi.size + self.spec.pool_size * MULTIVECTOR_DIM
+            cost = floats * per_float + len(json.dumps(p.payload, default=str)) + 256
             if batch and size + cost > self.max_request_bytes:
                 yield batch
                 batch, size = [], 0
-            batch.append(self._m.PointStruct(id=p.id, vector={DENSE: dense.tolist(), MULTI: multi.tolist()},
-                                             payload=p.payload))  # fmt: skip
+            batch.append(self._m.PointStruct(id=p.id, vector=vectors, payload=p.payload))
             size += cost
         if batch:
             yield batch
@@ -179,7 +194,8 @@ class ServerStore(Store):
         *,
         k: int = 10,
         mode: SearchMode = "rerank",
-        prefetch: int = 100,
+        prefetch: int = DEFAULT_PREFETCH,
+        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
         where: PageFilter | None = None,
     ) -> list[Hit]:
         m = self._m
@@ -192,7 +208,11 @@ class ServerStore(Store):
         else:  # the multivector has no HNSW graph, so scoring it is always exact
             kwargs = {"query": multi, "using": MULTI}
         if mode == "rerank":
-            kwargs["prefetch"] = [m.Prefetch(query=dense, using=DENSE, limit=max(prefetch, k), filter=flt)]
+            first = {DENSE: dense, POOLED: None}
+            kwargs["prefetch"] = [
+                m.Prefetch(query=first[using] or pool_query(multi).tolist(), using=using, limit=limit, filter=flt)
+                for using, limit in first_stages(self.spec, prefetch, pooled_prefetch, k).items()
+            ]
         if self.spec.quantization != "none":
             rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0)
             kwargs["search_params"] = m.SearchParams(quantization=rescore)

@@ -1,0 +1,46 @@
+"""Token pooling for a fast first search stage over late-interaction vectors.
+
+A page's ~770 token vectors are summarised by a few spherical k-means centroids (``pool_page``);
+a query's tokens by a few cluster sums (``pool_query``: a sum's length carries how many query
+tokens it stands for, so dot-product MaxSim against page centroids approximates the full score).
+Scoring 4 query sums against 16 centroids per page is ~200x cheaper than full MaxSim, which makes
+it a good prefetch for the exact rerank (see docs/store.md and benchmarks/store.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PAGE_CLUSTERS = 16
+QUERY_CLUSTERS = 4
+
+
+def _kmeans(tokens: np.ndarray, k: int, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means seeded with evenly spaced tokens; returns (unit centroids, cluster sums)."""
+    x = np.asarray(tokens, dtype=np.float32)
+    centroids = x[np.linspace(0, len(x) - 1, k).astype(int)]
+    for step in range(iterations + 1):
+        members = np.eye(k, dtype=np.float32)[(x @ centroids.T).argmax(axis=1)]  # one-hot [n, k]
+        sums = members.T @ x
+        if step == iterations:
+            return centroids, sums
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        centroids = np.where(norms > 0, sums / np.maximum(norms, 1e-12), centroids)
+    raise AssertionError("unreachable")
+
+
+def pool_page(tokens: np.ndarray, k: int = PAGE_CLUSTERS, iterations: int = 8) -> np.ndarray:
+    """``[min(k, n), 128]`` unit vectors summarising a page's ``n`` token vectors."""
+    tokens = np.asarray(tokens, dtype=np.float32)
+    if len(tokens) <= k:
+        return tokens / np.linalg.norm(tokens, axis=1, keepdims=True)
+    return _kmeans(tokens, k, iterations)[0]
+
+
+def pool_query(tokens: np.ndarray, k: int = QUERY_CLUSTERS, iterations: int = 5) -> np.ndarray:
+    """``[min(k, n), 128]`` cluster sums of a query's token vectors (not normalised on purpose)."""
+    tokens = np.asarray(tokens, dtype=np.float32)
+    if len(tokens) <= k:
+        return tokens
+    sums = _kmeans(tokens, k, iterations)[1]
+    return sums[np.linalg.norm(sums, axis=1) > 0]
