@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import VisdocError
-from .schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH, CollectionSpec, Hit, PageFilter, PagePoint, Record
+from .schema import (
+    DEFAULT_POOLED_PREFETCH,
+    DEFAULT_PREFETCH,
+    DENSE,
+    MULTI,
+    POOLED,
+    CollectionSpec,
+    Hit,
+    PageFilter,
+    PagePoint,
+    Record,
+)
 
 SearchMode = Literal["rerank", "dense", "multivector"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("rerank", "dense", "multivector")
@@ -24,6 +35,28 @@ class CollectionNotFoundError(StoreError):
 
 class StoreLockedError(StoreError):
     """An embedded collection is already open in another process."""
+
+
+@dataclass
+class SearchPlan:
+    """A search, ready for a backend: query vectors as lists, first stages and their limits."""
+
+    k: int
+    mode: SearchMode
+    dense: list[float]
+    multivector: list[list[float]]
+    where: PageFilter | None = None
+    pooled: list[list[float]] | None = None
+    first_stages: dict[str, int] = field(default_factory=dict)
+
+    def vector(self, name: str) -> list[float] | list[list[float]]:
+        """The query vector scored against the stored vector ``name``."""
+        return {DENSE: self.dense, MULTI: self.multivector, POOLED: self.pooled}[name]  # type: ignore[return-value]
+
+    @property
+    def final(self) -> str:
+        """The vector that scores the returned points."""
+        return DENSE if self.mode == "dense" else MULTI
 
 
 @dataclass
@@ -62,7 +95,6 @@ class Store(abc.ABC):
     ) -> tuple[list[Record], str | None]:
         """One page of points (payload only) and the offset of the next page (None at the end)."""
 
-    @abc.abstractmethod
     def search(
         self,
         query: QueryVectors,
@@ -79,6 +111,28 @@ class Store(abc.ABC):
         centroids (``pooled_prefetch``, when the collection has them), reranked by exact MaxSim
         on the full multivector. ``dense`` and ``multivector`` (exact MaxSim) use one stage.
         """
+        import numpy as np
+
+        from ..pooling import pool_query
+
+        check_mode(mode)
+        multi = np.asarray(query.multivector, dtype=np.float32)
+        plan = SearchPlan(
+            k=k,
+            mode=mode,
+            dense=np.asarray(query.dense, dtype=np.float32).tolist(),
+            multivector=multi.tolist(),
+            where=where,
+        )
+        if mode == "rerank":
+            plan.first_stages = first_stages(self.spec, prefetch, pooled_prefetch, k)
+            if POOLED in plan.first_stages:
+                plan.pooled = pool_query(multi).tolist()
+        return self._search(plan)
+
+    @abc.abstractmethod
+    def _search(self, plan: SearchPlan) -> list[Hit]:
+        """Run a search plan: ``first_stages`` (vector name -> limit) prefetched, then the final query."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -118,9 +172,7 @@ def check_mode(mode: str) -> SearchMode:
 
 
 def first_stages(spec: CollectionSpec, prefetch: int, pooled_prefetch: int, k: int) -> dict[str, int]:
-    """Candidate counts per first-stage vector for a rerank search (``{}`` means none asked)."""
-    from .schema import DENSE, POOLED
-
+    """Candidate counts per first-stage vector for a rerank search."""
     stages = {DENSE: max(prefetch, k)} if prefetch > 0 else {}
     if spec.pool_size > 0 and pooled_prefetch > 0:
         stages[POOLED] = max(pooled_prefetch, k)

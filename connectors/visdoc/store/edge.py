@@ -11,21 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from ..pooling import pool_query
 from .base import (
     CollectionNotFoundError,
-    QueryVectors,
-    SearchMode,
+    SearchPlan,
     Store,
     StoreError,
     StoreLockedError,
-    check_mode,
-    first_stages,
     pooled,
 )
 from .schema import (
-    DEFAULT_POOLED_PREFETCH,
-    DEFAULT_PREFETCH,
     DENSE,
     INDEXED_FIELDS,
     MULTI,
@@ -179,33 +173,19 @@ class EdgeStore(Store):
         records, next_offset = self._shard.scroll(request)
         return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
 
-    def search(
-        self,
-        query: QueryVectors,
-        *,
-        k: int = 10,
-        mode: SearchMode = "rerank",
-        prefetch: int = DEFAULT_PREFETCH,
-        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
-        where: PageFilter | None = None,
-    ) -> list[Hit]:
+    def _search(self, plan: SearchPlan) -> list[Hit]:
         qe = self._qe
-        check_mode(mode)
-        flt = self._filter(where)
-        dense = qe.Query.Nearest(_floats(query.dense).tolist(), using=DENSE)
-        multi = qe.Query.Nearest(_floats(query.multivector).tolist(), using=MULTI)  # no HNSW: always exact
+        flt = self._filter(plan.where)
         params = None
         if self.spec.quantization != "none":
             params = qe.SearchParams(quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0))
-        prefetches = None
-        if mode == "rerank":
-            first = {DENSE: dense, POOLED: None}
-            prefetches = []
-            for using, limit in first_stages(self.spec, prefetch, pooled_prefetch, k).items():
-                vector = first[using] or qe.Query.Nearest(pool_query(query.multivector).tolist(), using=POOLED)
-                prefetches.append(qe.Prefetch(limit=limit, query=vector, filter=flt))
-        request = qe.QueryRequest(limit=k, query=dense if mode == "dense" else multi, prefetches=prefetches,
-                                  filter=flt, with_payload=True, params=params)  # fmt: skip
+        prefetches = [
+            qe.Prefetch(limit=limit, query=qe.Query.Nearest(plan.vector(using), using=using), filter=flt)
+            for using, limit in plan.first_stages.items()
+        ]
+        final = qe.Query.Nearest(plan.vector(plan.final), using=plan.final)  # the multivector has no HNSW: exact
+        request = qe.QueryRequest(limit=plan.k, query=final, prefetches=prefetches or None, filter=flt,
+                                  with_payload=True, params=params)  # fmt: skip
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
 
     def _filter(self, where: PageFilter | None) -> Any:

@@ -9,11 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..pooling import pool_query
-from .base import CollectionNotFoundError, QueryVectors, SearchMode, Store, StoreError, check_mode, first_stages, pooled
+from .base import CollectionNotFoundError, SearchPlan, Store, StoreError, pooled
 from .schema import (
-    DEFAULT_POOLED_PREFETCH,
-    DEFAULT_PREFETCH,
     DENSE,
     INDEXED_FIELDS,
     MULTI,
@@ -188,35 +185,26 @@ class ServerStore(Store):
         )
         return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
 
-    def search(
-        self,
-        query: QueryVectors,
-        *,
-        k: int = 10,
-        mode: SearchMode = "rerank",
-        prefetch: int = DEFAULT_PREFETCH,
-        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
-        where: PageFilter | None = None,
-    ) -> list[Hit]:
+    def _search(self, plan: SearchPlan) -> list[Hit]:
         m = self._m
-        check_mode(mode)
-        flt = self._filter(where)
-        dense = np.asarray(query.dense, dtype=np.float32).tolist()
-        multi = np.asarray(query.multivector, dtype=np.float32).tolist()
-        if mode == "dense":
-            kwargs: dict[str, Any] = {"query": dense, "using": DENSE}
-        else:  # the multivector has no HNSW graph, so scoring it is always exact
-            kwargs = {"query": multi, "using": MULTI}
-        if mode == "rerank":
-            first = {DENSE: dense, POOLED: None}
-            kwargs["prefetch"] = [
-                m.Prefetch(query=first[using] or pool_query(multi).tolist(), using=using, limit=limit, filter=flt)
-                for using, limit in first_stages(self.spec, prefetch, pooled_prefetch, k).items()
-            ]
+        flt = self._filter(plan.where)
+        prefetch = [
+            m.Prefetch(query=plan.vector(using), using=using, limit=limit, filter=flt)
+            for using, limit in plan.first_stages.items()
+        ]
+        params = None
         if self.spec.quantization != "none":
-            rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0)
-            kwargs["search_params"] = m.SearchParams(quantization=rescore)
-        response = self.client.query_points(self.name, query_filter=flt, limit=k, with_payload=True, **kwargs)
+            params = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        response = self.client.query_points(
+            self.name,
+            query=plan.vector(plan.final),  # the multivector has no HNSW graph: scoring it is exact
+            using=plan.final,
+            prefetch=prefetch or None,
+            query_filter=flt,
+            search_params=params,
+            limit=plan.k,
+            with_payload=True,
+        )
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
     def _filter(self, where: PageFilter | None) -> Any:
