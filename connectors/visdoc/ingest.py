@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .documents import METADATA, image_reference
 from .errors import ImageLoadError
 from .sources import Problem, RenderedPage, SourceError, SourceFile, chunk_spans, discover, pdf_info, read_text
 from .sources.pdf import render_pages
@@ -250,6 +251,7 @@ class Ingestor:
                 dense=result.dense[i],
                 multivector=result.multivector[i],
                 payload={
+                    METADATA: _metadata(u, kind),
                     "document_id": u.doc.document_id,
                     "source": str(u.doc.file.path),
                     "file_name": u.doc.file.path.name,
@@ -268,6 +270,16 @@ class Ingestor:
             )
             for i, u in enumerate(units)
         ]
+
+
+def _metadata(unit: _Unit, kind: str) -> dict[str, Any]:
+    """What frameworks show as a page's metadata (LangChain's PDF loader conventions)."""
+    source = str(unit.doc.file.path)
+    metadata = {"source": source, "page": unit.index, "total_pages": unit.doc.total, "page_label": unit.label,
+                "document_id": unit.doc.document_id, "title": unit.doc.title}  # fmt: skip
+    if kind == "page_image":
+        metadata["image_path"] = image_reference(source, unit.index, unit.doc.total)
+    return metadata
 
 
 def default_workers() -> int:

@@ -45,6 +45,9 @@ class _Sequence:
     image: ImageInput | None = None
 
 
+_SHARED: dict[tuple[str, str, str], JinaV4] = {}
+_SHARED_LOCK = threading.Lock()
+
 BatchPlanner = Callable[[Sequence[int], int, "int | None"], list[list[int]]]
 
 
@@ -120,6 +123,25 @@ class JinaV4:
             max_length=max_length,
             max_batch_tokens=max_batch_tokens,
         )
+
+    @classmethod
+    def shared(
+        cls,
+        name_or_path: str | os.PathLike = DEFAULT_MODEL,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> JinaV4:
+        """One loaded model per (checkpoint, device, dtype) in this process, loaded on first use.
+
+        Framework wrappers use this so that several embedding objects or stores naming the same
+        checkpoint share one copy of the weights instead of loading 7.5 GB each.
+        """
+        key = (str(name_or_path), str(device), str(dtype))
+        with _SHARED_LOCK:
+            if key not in _SHARED:
+                _SHARED[key] = cls.from_pretrained(name_or_path, device=device, dtype=dtype)
+            return _SHARED[key]
 
     # -- facts -------------------------------------------------------------------------------
 

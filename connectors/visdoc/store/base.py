@@ -82,6 +82,10 @@ class Store(abc.ABC):
         """Delete every point matching the filter (which must not be empty)."""
 
     @abc.abstractmethod
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        """Delete points by id; unknown ids are ignored."""
+
+    @abc.abstractmethod
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
         """Points by id, in the order given; unknown ids are left out."""
 

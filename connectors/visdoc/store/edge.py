@@ -138,6 +138,10 @@ class EdgeStore(Store):
             raise ValueError("refusing to delete with an empty filter")
         self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
 
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._shard.update(self._qe.UpdateOperation.delete_points(list(ids)))
+
     def optimize(self) -> None:
         """Build the dense HNSW index and merge segments, then flush (the engine only does it when asked)."""
         self._shard.optimize()

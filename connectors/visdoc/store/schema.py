@@ -74,6 +74,7 @@ class PageFilter:
     page_from: int | None = None  # inclusive, 0-based
     page_to: int | None = None  # inclusive
     kind: Kind | None = None
+    fields: tuple[tuple[str, Any], ...] = ()  # other payload keys (dotted for nesting): value or list of values
 
     def is_empty(self) -> bool:
         return not self.conditions()
@@ -91,6 +92,8 @@ class PageFilter:
             out.append(("match", KIND, self.kind))
         if self.page_from is not None or self.page_to is not None:
             out.append(("range", PAGE, (self.page_from, self.page_to)))
+        for key, value in self.fields:
+            out.append(("any", key, list(value)) if isinstance(value, (list, tuple, set)) else ("match", key, value))
         return out
 
 

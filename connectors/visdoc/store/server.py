@@ -159,6 +159,10 @@ class ServerStore(Store):
         selector = self._m.FilterSelector(filter=self._filter(where))
         self.client.delete(self.name, points_selector=selector, wait=True)
 
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.client.delete(self.name, points_selector=self._m.PointIdsList(points=list(ids)), wait=True)
+
     def close(self) -> None:
         if self._own_client:
             self.client.close()

@@ -1,0 +1,221 @@
+"""A LangChain vector store on visdoc: dense prefetch + multivector MaxSim rerank in Qdrant."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+
+from visdoc.documents import framework_payload, image_reference, metadata_filter, point_id_for, unpack
+
+from .embeddings import JinaV4Embeddings
+
+if TYPE_CHECKING:
+    from visdoc.ingest import IngestReport
+    from visdoc.store import Hit, PageFilter, Store
+
+
+class VisdocVectorStore(VectorStore):
+    """Pages and texts in a visdoc collection (embedded Qdrant engine, or a server with ``url``).
+
+    Every item is stored with a dense and a late-interaction multivector from one forward pass;
+    search prefetches candidates with the dense vector (and pooled token centroids) and reranks
+    them by exact MaxSim. Documents added with an ``image_path`` in their metadata (as
+    :class:`~langchain_visdoc.VisdocPDFLoader` yields) are embedded from the page image, with
+    their text kept as ``page_content``. ``filter`` arguments are dicts of metadata equalities
+    (a list value matches any of its items).
+    """
+
+    def __init__(
+        self,
+        embedding: JinaV4Embeddings,
+        *,
+        collection: str = "langchain",
+        data_dir: str | os.PathLike | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        store: Store | None = None,
+        prefetch: int = 100,
+        pooled_prefetch: int = 64,
+        **server_options: Any,
+    ) -> None:
+        if not isinstance(embedding, JinaV4Embeddings):
+            raise TypeError("VisdocVectorStore needs a JinaV4Embeddings (it stores multivectors too)")
+        self.embedding = embedding
+        self.prefetch, self.pooled_prefetch = prefetch, pooled_prefetch
+        self._store = store
+        self._open = dict(collection=collection, data_dir=data_dir, url=url, api_key=api_key, client=client,
+                          **server_options)  # fmt: skip
+        self._lock = threading.RLock()  # async methods run in threads; keep store calls one at a time
+
+    @property
+    def embeddings(self) -> Embeddings:
+        return self.embedding
+
+    @property
+    def store(self) -> Store:
+        """The underlying visdoc collection (created on first use with the model's settings)."""
+        if self._store is None:
+            from visdoc.store import CollectionSpec, open_store
+
+            model = self.embedding.model
+            spec = CollectionSpec(dim=self.embedding.dim or model.dims[-1], model=model.name, task=self.embedding.task)
+            options = {k: v for k, v in self._open.items() if v is not None}
+            self._store = open_store(options.pop("collection"), spec, **options)
+        return self._store
+
+    # -- adding --------------------------------------------------------------------------------
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        texts = list(texts)
+        metadatas = metadatas or [{} for _ in texts]
+        documents = [Document(page_content=t, metadata=dict(m)) for t, m in zip(texts, metadatas, strict=True)]
+        return self.add_documents(documents, ids=ids)
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        ids = kwargs.get("ids") or [doc.id or str(uuid.uuid4()) for doc in documents]
+        if len(ids) != len(documents):
+            raise ValueError(f"got {len(ids)} ids for {len(documents)} documents")
+        pages = [i for i, doc in enumerate(documents) if doc.metadata.get("image_path")]
+        texts = [i for i, doc in enumerate(documents) if not doc.metadata.get("image_path")]
+        model, task, dim = self.embedding.model, self.embedding.task, self.embedding.dim or None
+        points = []
+        if texts:
+            result = model.encode_texts([documents[i].page_content for i in texts], task=task, prompt_name="passage",
+                                        dim=dim, multivector=True, batch_size=self.embedding.batch_size)  # fmt: skip
+            points += self._points([(ids[i], documents[i], "text_chunk") for i in texts], result)
+        if pages:
+            from visdoc.documents import load_page_image
+
+            images = [load_page_image(documents[i].metadata["image_path"]) for i in pages]
+            result = model.encode_images(images, task=task, dim=dim, multivector=True,
+                                         batch_size=self.embedding.batch_size)  # fmt: skip
+            points += self._points([(ids[i], documents[i], "page_image") for i in pages], result)
+        with self._lock:
+            self.store.upsert(points)
+        return list(ids)
+
+    def add_images(
+        self, uris: list[str], metadatas: list[dict] | None = None, *, ids: list[str] | None = None
+    ) -> list[str]:
+        """Embed image files as pages (empty ``page_content``; ``image_path`` and ``source`` set)."""
+        metadatas = metadatas or [{} for _ in uris]
+        documents = [
+            Document(page_content="", metadata={"source": str(uri), "image_path": image_reference(uri, 0)} | dict(m))
+            for uri, m in zip(uris, metadatas, strict=True)
+        ]
+        return self.add_documents(documents, ids=ids)
+
+    def add_pdfs(self, paths: Sequence[str | os.PathLike], **ingest_options: Any) -> IngestReport:
+        """Ingest PDFs (and image or text files, or folders): page images and page text, resumably.
+
+        Uses :class:`visdoc.ingest.Ingestor`; bad files are reported in the returned report.
+        """
+        from visdoc.ingest import Ingestor
+
+        with self._lock:
+            return Ingestor(self.embedding.model, self.store, **ingest_options).ingest(paths)
+
+    def _points(self, items: list[tuple[str, Document, str]], result: Any) -> list:
+        from visdoc.store import PagePoint
+
+        return [
+            PagePoint(
+                point_id_for(doc_id),
+                result.dense[i],
+                result.multivector[i],
+                framework_payload(doc_id, doc.page_content, doc.metadata, kind),
+            )  # fmt: skip
+            for i, (doc_id, doc, kind) in enumerate(items)
+        ]
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> VisdocVectorStore:
+        store = cls(embedding, **kwargs)  # type: ignore[arg-type]
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+    # -- reading and deleting ------------------------------------------------------------------
+
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: dict[str, Any] | PageFilter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Documents with their MaxSim scores (sum over query tokens of the best page-token cosine)."""
+        return [(self._document(hit), hit.score) for hit in self._search(query, k, filter, **kwargs)[0]]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Relevance in [0, 1]: the MaxSim score per query token, mapped from [-1, 1]."""
+        hits, tokens = self._search(query, k, kwargs.pop("filter", None), **kwargs)
+        return [(self._document(hit), (hit.score / tokens + 1) / 2) for hit in hits]
+
+    def _search(self, query: str, k: int, filter: Any, **kwargs: Any) -> tuple[list[Hit], int]:
+        from visdoc.store import PageFilter, QueryVectors
+
+        model, task = self.embedding.model, self.embedding.task
+        with self._lock:
+            store = self.store
+            result = model.encode_texts([query], task=task, prompt_name="query", dim=store.spec.dim, multivector=True)
+            where = (
+                filter
+                if filter is None or isinstance(filter, PageFilter)
+                else PageFilter(fields=metadata_filter(filter))
+            )
+            hits = store.search(
+                QueryVectors(result.dense[0], result.multivector[0]),
+                k=k,
+                mode=kwargs.get("mode", "rerank"),
+                prefetch=kwargs.get("prefetch", self.prefetch),
+                pooled_prefetch=kwargs.get("pooled_prefetch", self.pooled_prefetch),
+                where=where,
+            )
+        return hits, len(result.multivector[0])
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        if ids is None:
+            raise ValueError("pass the ids to delete")
+        with self._lock:
+            self.store.delete_ids([point_id_for(i) for i in ids])
+        return True
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        with self._lock:
+            records = self.store.retrieve([point_id_for(i) for i in ids])
+        return [self._document(record) for record in records]
+
+    @staticmethod
+    def _document(point: Any) -> Document:
+        doc_id, text, metadata = unpack(point)
+        return Document(page_content=text, metadata=metadata, id=doc_id)
+
+    def close(self) -> None:
+        """Release the collection (an embedded one can then be opened by another process)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
