@@ -1,4 +1,8 @@
-"""Read user image inputs (PIL images, paths, bytes), naming the bad ones by index and source."""
+"""Read user image inputs (PIL images, paths, page references, bytes), naming bad ones by index and source.
+
+A page reference ``file.pdf#page=N`` (1-based) renders that PDF page at the model's resolution;
+``scan.tiff#page=N`` picks a frame of a multi-page image.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +56,14 @@ def _opened(item: ImageInput, index: int) -> Iterator[Image.Image]:
         return
     if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
         raise ImageLoadError(index, describe(item), "expected a PIL image, a path or bytes")
+    if isinstance(item, (str, os.PathLike)) and "#page=" in str(item) and not os.path.exists(item):
+        from .documents import load_page_image  # a page reference: file.pdf#page=N, scan.tiff#page=N
+
+        try:
+            yield load_page_image(str(item))
+        except Exception as exc:
+            raise ImageLoadError(index, describe(item), _reason(exc)) from exc
+        return
     source = item if isinstance(item, (str, os.PathLike)) else io.BytesIO(bytes(item))
     try:
         image = Image.open(source)

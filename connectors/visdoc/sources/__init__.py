@@ -1,7 +1,7 @@
 """Document sources: PDFs, image files and text files, turned into pages or chunks."""
 
 from .files import EXTENSIONS, Problem, SourceFile, discover
-from .pdf import PdfInfo, RenderedPage, SourceError, pdf_info, render_pages
+from .pdf import PdfInfo, RenderedPage, SourceError, page_texts, pdf_info, render_pages
 from .text import chunk_spans, read_text
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "SourceFile",
     "chunk_spans",
     "discover",
+    "page_texts",
     "pdf_info",
     "read_text",
     "render_pages",

@@ -7,6 +7,7 @@ each worker keeps its most recent document open between tasks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -100,3 +101,26 @@ def _open(path: str) -> Any:
         doc.close()
         raise SourceError("PDF has no pages")
     return doc
+
+
+def page_texts(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(text, metadata) per page, lazily, with the metadata frameworks expect of a PDF page:
+    ``source``, ``page`` (0-based), ``total_pages``, ``page_label``, ``image_path``
+    (``file.pdf#page=N``) and ``title`` when the PDF has one."""
+    from ..documents import image_reference
+
+    source = str(path)
+    with _open(source) as doc:
+        title = (doc.metadata or {}).get("title") or ""
+        for number in range(doc.page_count):
+            page = doc.load_page(number)
+            metadata = {
+                "source": source,
+                "page": number,
+                "total_pages": doc.page_count,
+                "page_label": page.get_label() or str(number + 1),
+                "image_path": image_reference(source, number, doc.page_count),
+            }
+            if title:
+                metadata["title"] = title
+            yield page.get_text("text"), metadata

@@ -1,0 +1,99 @@
+"""LlamaIndex embedding model for jina-embeddings-v4 (texts, queries and images), via visdoc."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.embeddings.base import Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.embeddings import MultiModalEmbedding
+from llama_index.core.schema import ImageType
+
+from visdoc.checkpoint import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from visdoc import JinaV4
+
+__all__ = ["JinaV4Embedding"]
+
+
+class JinaV4Embedding(MultiModalEmbedding):
+    """jina-embeddings-v4 as a LlamaIndex ``MultiModalEmbedding``.
+
+    Batches are real: one forward pass per ``embed_batch_size`` texts or images (the model
+    sorts and packs them by length). Queries get the query prompt, texts the passage prompt.
+    Async methods run in a worker thread, so the event loop is never blocked; the model
+    serialises forward passes. ``model`` may be a hub id, a folder or a loaded ``visdoc.JinaV4``
+    (weights are shared between objects naming the same checkpoint).
+    """
+
+    model_name: str = Field(default_factory=lambda: os.environ.get("VISDOC_MODEL", DEFAULT_MODEL))
+    task: str = Field(default="retrieval", description="task adapter: retrieval, text-matching or code")
+    dim: int | None = Field(default=None, description="Matryoshka size of the dense vector")
+    device: str | None = Field(default=None)
+    dtype: str | None = Field(default=None)
+    embed_batch_size: int = Field(default=32, gt=0)
+    _model: Any = PrivateAttr(default=None)
+
+    def __init__(self, model: str | os.PathLike | JinaV4 | None = None, **kwargs: Any) -> None:
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            kwargs.setdefault("model_name", model.name)
+        elif model is not None:
+            kwargs.setdefault("model_name", str(model))
+        super().__init__(**kwargs)
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            self._model = model
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "JinaV4Embedding"
+
+    @property
+    def model(self) -> JinaV4:
+        """The encoder, loaded on first use."""
+        if self._model is None:
+            from visdoc import JinaV4
+
+            self._model = JinaV4.shared(self.model_name, device=self.device, dtype=self.dtype)
+        return self._model
+
+    def _texts(self, texts: list[str], prompt_name: str) -> list[Embedding]:
+        result = self.model.encode_texts(texts, task=self.task, prompt_name=prompt_name, dim=self.dim)
+        return result.dense.tolist()
+
+    def _images(self, images: list[ImageType]) -> list[Embedding]:
+        inputs = [item.getvalue() if isinstance(item, io.BytesIO) else item for item in images]
+        return self.model.encode_images(inputs, task=self.task, dim=self.dim).dense.tolist()
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._texts([query], "query")[0]
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._texts([text], "passage")[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._texts(texts, "passage")
+
+    def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
+        return self._images([img_file_path])[0]
+
+    def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        return self._images(img_file_paths)
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+    async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
+        return await asyncio.to_thread(self._get_image_embedding, img_file_path)
+
+    async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        return await asyncio.to_thread(self._get_image_embeddings, img_file_paths)

@@ -1,0 +1,224 @@
+"""LlamaIndex vector store on visdoc: late-interaction search (dense/pooled prefetch + MaxSim) in Qdrant."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    FilterCondition,
+    FilterOperator,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryResult,
+)
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+
+from visdoc.documents import framework_payload, metadata_filter, point_id_for
+
+if TYPE_CHECKING:
+    from visdoc import JinaV4
+    from visdoc.store import PageFilter, Store
+
+__all__ = ["VisdocVectorStore"]
+
+NODE = "node"
+REF_DOC_ID = "ref_doc_id"
+
+
+class VisdocVectorStore(BasePydanticVectorStore):
+    """Nodes stored with a dense vector and a late-interaction multivector from one forward pass.
+
+    The store embeds nodes and queries itself (``is_embedding_query = False``): it receives the
+    query string, computes its dense and multivector embeddings with jina-embeddings-v4, and
+    searches with dense (and pooled) prefetch followed by exact MaxSim rerank. Text nodes are
+    embedded as passages; image nodes (``ImageNode``/``ImageDocument`` with ``image_path``,
+    a visdoc page reference ``file.pdf#page=N``, or base64 ``image``) as images, which makes it
+    a working ``image_store`` for ``MultiModalVectorStoreIndex``. Metadata filters support
+    ``EQ`` and ``IN`` combined with ``AND``; ``delete(ref_doc_id)`` removes a document's nodes.
+    The collection lives in ``data_dir`` (embedded Qdrant engine) or on a server (``url``).
+    """
+
+    stores_text: bool = True
+    is_embedding_query: bool = False
+    flat_metadata: bool = False
+
+    collection: str = "llama_index"
+    model_name: str | None = None
+    task: str = "retrieval"
+    dim: int | None = None
+    data_dir: str | None = None
+    url: str | None = None
+    prefetch: int = 100
+    pooled_prefetch: int = 64
+
+    _model: Any = PrivateAttr(default=None)
+    _store: Any = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.RLock)
+    _api_key: str | None = PrivateAttr(default=None)
+    _client: Any = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        model: str | os.PathLike | JinaV4 | None = None,
+        *,
+        api_key: str | None = None,
+        client: Any = None,
+        store: Store | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            kwargs.setdefault("model_name", model.name)
+        elif model is not None:
+            kwargs.setdefault("model_name", str(model))
+        if kwargs.get("data_dir") is not None:
+            kwargs["data_dir"] = str(kwargs["data_dir"])
+        super().__init__(**kwargs)
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            self._model = model
+        self._api_key, self._client, self._store = api_key, client, store
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "VisdocVectorStore"
+
+    @property
+    def model(self) -> JinaV4:
+        if self._model is None:
+            from visdoc import JinaV4
+            from visdoc.checkpoint import DEFAULT_MODEL
+
+            self._model = JinaV4.shared(self.model_name or os.environ.get("VISDOC_MODEL", DEFAULT_MODEL))
+        return self._model
+
+    @property
+    def client(self) -> Store:
+        """The visdoc collection (opened, or created with the model's settings, on first use)."""
+        if self._store is None:
+            from visdoc.store import CollectionSpec, open_store
+
+            spec = CollectionSpec(dim=self.dim or self.model.dims[-1], model=self.model.name, task=self.task)
+            if self.url or self._client is not None:
+                self._store = open_store(
+                    self.collection, spec, url=self.url, api_key=self._api_key, client=self._client
+                )
+            else:
+                self._store = open_store(self.collection, spec, data_dir=self.data_dir)
+        return self._store
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+        from visdoc.store import PagePoint
+
+        images = [n for n in nodes if isinstance(n, ImageNode) and _image_input(n) is not None]
+        texts = [n for n in nodes if not (isinstance(n, ImageNode) and _image_input(n) is not None)]
+        spec = self.client.spec
+        points = []
+        for group, kind in ((texts, "text_chunk"), (images, "page_image")):
+            if not group:
+                continue
+            if kind == "text_chunk":
+                contents = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in group]
+                result = self.model.encode_texts(contents, task=spec.task, prompt_name="passage", dim=spec.dim,
+                                                 multivector=True)  # fmt: skip
+            else:
+                result = self.model.encode_images([_image_input(n) for n in group], task=spec.task, dim=spec.dim,
+                                                  multivector=True)  # fmt: skip
+            for i, node in enumerate(group):
+                payload = framework_payload(node.node_id, node.get_content(), node.metadata, kind)
+                payload[REF_DOC_ID] = node.ref_doc_id
+                payload[NODE] = node_to_metadata_dict(node, remove_text=False, flat_metadata=False)
+                points.append(PagePoint(point_id_for(node.node_id), result.dense[i], result.multivector[i], payload))
+        with self._lock:
+            self.client.upsert(points)
+        return [n.node_id for n in nodes]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        from visdoc.store import PageFilter
+
+        with self._lock:
+            self.client.delete(PageFilter(fields=((REF_DOC_ID, ref_doc_id),)))
+
+    def delete_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **kwargs: Any
+    ) -> None:
+        with self._lock:
+            if node_ids:
+                self.client.delete_ids([point_id_for(i) for i in node_ids])
+            if filters is not None:
+                self.client.delete(_page_filter(filters))
+
+    def clear(self) -> None:
+        from visdoc.store import PageFilter
+
+        with self._lock:
+            ids = [r.id for r in self.client.iter_records(PageFilter())]
+            self.client.delete_ids(ids)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
+        with self._lock:
+            if node_ids is not None:
+                records = self.client.retrieve([point_id_for(i) for i in node_ids])
+            else:
+                records = list(self.client.iter_records(_page_filter(filters)))
+        return [metadata_dict_to_node(r.payload[NODE], text=r.payload.get("text")) for r in records]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        from visdoc.store import QueryVectors
+
+        if not query.query_str:
+            raise ValueError("VisdocVectorStore embeds queries itself: pass a query string")
+        with self._lock:
+            spec = self.client.spec
+            result = self.model.encode_texts([query.query_str], task=spec.task, prompt_name="query", dim=spec.dim,
+                                             multivector=True)  # fmt: skip
+            hits = self.client.search(
+                QueryVectors(result.dense[0], result.multivector[0]),
+                k=query.similarity_top_k,
+                prefetch=kwargs.get("prefetch", self.prefetch),
+                pooled_prefetch=kwargs.get("pooled_prefetch", self.pooled_prefetch),
+                where=_page_filter(query.filters, query.doc_ids),
+            )
+        nodes = [metadata_dict_to_node(h.payload[NODE], text=h.payload.get("text")) for h in hits]
+        return VectorStoreQueryResult(nodes=nodes, similarities=[h.score for h in hits], ids=[n.node_id for n in nodes])
+
+    def close(self) -> None:
+        """Release the collection (an embedded one can then be opened by another process)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _image_input(node: ImageNode) -> Any:
+    """What visdoc should embed for an image node: a page reference, a path, or decoded bytes."""
+    if node.metadata.get("image_path"):
+        return node.metadata["image_path"]
+    if node.image_path:
+        return node.image_path
+    if node.image:
+        return base64.b64decode(node.image)
+    return None
+
+
+def _page_filter(filters: MetadataFilters | None, doc_ids: list[str] | None = None) -> PageFilter:
+    from visdoc.store import PageFilter
+
+    conditions: dict[str, Any] = {}
+    for item in filters.filters if filters is not None else []:
+        if isinstance(item, MetadataFilters) or filters.condition not in (None, FilterCondition.AND):
+            raise ValueError("VisdocVectorStore supports metadata filters combined with AND, not nested or OR")
+        if item.operator not in (FilterOperator.EQ, FilterOperator.IN):
+            raise ValueError(f"VisdocVectorStore supports EQ and IN filters, not {item.operator.value}")
+        conditions[item.key] = list(item.value) if item.operator == FilterOperator.IN else item.value
+    fields = metadata_filter(conditions)
+    if doc_ids:
+        fields += ((REF_DOC_ID, list(doc_ids)),)
+    return PageFilter(fields=fields)
