@@ -10,6 +10,7 @@ from typing import Any
 from .errors import CheckpointError
 
 DEFAULT_MODEL = "jinaai/jina-embeddings-v4"
+MODEL_ENV = "VISDOC_MODEL"  # the model every command and wrapper uses when none is named
 ADAPTER_DIR = "adapters"
 REQUIRED_FILES = (
     "config.json",

@@ -7,10 +7,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .checkpoint import DEFAULT_MODEL
+from .checkpoint import DEFAULT_MODEL, MODEL_ENV
 from .errors import VisdocError
 
-MODEL_ENV = "VISDOC_MODEL"
 URL_ENV = "QDRANT_URL"
 API_KEY_ENV = "QDRANT_API_KEY"
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .batching import plan_batches
-from .checkpoint import DEFAULT_MODEL, Checkpoint, read_checkpoint, resolve
+from .checkpoint import DEFAULT_MODEL, MODEL_ENV, Checkpoint, read_checkpoint, resolve
 from .errors import ImageLoadError, UnknownPromptError, UnknownTaskError, UnsupportedDimError
 from .images import ImageInput, describe, image_size, load_rgb
 from .outputs import EncodeResult
@@ -324,6 +324,19 @@ class JinaV4:
             tokens = F.normalize(tokens.float(), dim=-1).cpu().numpy()
             token_rows = np.split(tokens, np.cumsum(lengths)[:-1])
         return dense_rows, token_rows
+
+
+def model_argument(model: str | os.PathLike | JinaV4 | None) -> tuple[str, JinaV4 | None]:
+    """``(name, loaded model or None)`` for a hub id, a folder, a loaded model, or None.
+
+    None means ``$VISDOC_MODEL`` or ``jinaai/jina-embeddings-v4``. Framework wrappers take any of
+    these and load by name lazily with :meth:`JinaV4.shared`.
+    """
+    if model is None:
+        return os.environ.get(MODEL_ENV, DEFAULT_MODEL), None
+    if isinstance(model, (str, os.PathLike)):
+        return str(model), None
+    return model.name, model
 
 
 def _as_list(items: Any, name: str) -> list[Any]:

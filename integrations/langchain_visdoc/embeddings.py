@@ -9,12 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 
-from visdoc.checkpoint import DEFAULT_MODEL
-
 if TYPE_CHECKING:
     from visdoc import JinaV4
-
-MODEL_ENV = "VISDOC_MODEL"
 
 
 class JinaV4Embeddings(Embeddings):
@@ -38,12 +34,9 @@ class JinaV4Embeddings(Embeddings):
         device: str | None = None,
         dtype: str | None = None,
     ) -> None:
-        self._model = None if model is None or isinstance(model, (str, os.PathLike)) else model
-        self.model_name = (
-            str(model) if isinstance(model, (str, os.PathLike)) else os.environ.get(MODEL_ENV, DEFAULT_MODEL)
-        )
-        if self._model is not None:
-            self.model_name = self._model.name
+        from visdoc.model import model_argument
+
+        self.model_name, self._model = model_argument(model)
         self.task, self.dim, self.batch_size, self.device, self.dtype = task, dim, batch_size, device, dtype
 
     @property

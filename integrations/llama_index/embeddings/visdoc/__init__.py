@@ -30,7 +30,7 @@ class JinaV4Embedding(MultiModalEmbedding):
     (weights are shared between objects naming the same checkpoint).
     """
 
-    model_name: str = Field(default_factory=lambda: os.environ.get("VISDOC_MODEL", DEFAULT_MODEL))
+    model_name: str = Field(default=DEFAULT_MODEL, description="hub id or checkpoint folder")
     task: str = Field(default="retrieval", description="task adapter: retrieval, text-matching or code")
     dim: int | None = Field(default=None, description="Matryoshka size of the dense vector")
     device: str | None = Field(default=None)
@@ -39,13 +39,12 @@ class JinaV4Embedding(MultiModalEmbedding):
     _model: Any = PrivateAttr(default=None)
 
     def __init__(self, model: str | os.PathLike | JinaV4 | None = None, **kwargs: Any) -> None:
-        if model is not None and not isinstance(model, (str, os.PathLike)):
-            kwargs.setdefault("model_name", model.name)
-        elif model is not None:
-            kwargs.setdefault("model_name", str(model))
+        from visdoc.model import model_argument
+
+        name, loaded = model_argument(model)
+        kwargs.setdefault("model_name", name)
         super().__init__(**kwargs)
-        if model is not None and not isinstance(model, (str, os.PathLike)):
-            self._model = model
+        self._model = loaded
 
     @classmethod
     def class_name(cls) -> str:

@@ -72,16 +72,14 @@ class VisdocVectorStore(BasePydanticVectorStore):
         store: Store | None = None,
         **kwargs: Any,
     ) -> None:
-        if model is not None and not isinstance(model, (str, os.PathLike)):
-            kwargs.setdefault("model_name", model.name)
-        elif model is not None:
-            kwargs.setdefault("model_name", str(model))
+        from visdoc.model import model_argument
+
+        name, loaded = model_argument(model)
+        kwargs.setdefault("model_name", name)
         if kwargs.get("data_dir") is not None:
             kwargs["data_dir"] = str(kwargs["data_dir"])
         super().__init__(**kwargs)
-        if model is not None and not isinstance(model, (str, os.PathLike)):
-            self._model = model
-        self._api_key, self._client, self._store = api_key, client, store
+        self._model, self._api_key, self._client, self._store = loaded, api_key, client, store
 
     @classmethod
     def class_name(cls) -> str:
@@ -91,9 +89,8 @@ class VisdocVectorStore(BasePydanticVectorStore):
     def model(self) -> JinaV4:
         if self._model is None:
             from visdoc import JinaV4
-            from visdoc.checkpoint import DEFAULT_MODEL
 
-            self._model = JinaV4.shared(self.model_name or os.environ.get("VISDOC_MODEL", DEFAULT_MODEL))
+            self._model = JinaV4.shared(self.model_name)
         return self._model
 
     @property
