@@ -12,6 +12,8 @@ from .errors import VisdocError
 
 URL_ENV = "QDRANT_URL"
 API_KEY_ENV = "QDRANT_API_KEY"
+EMBEDDING_URL_ENV = "VISDOC_EMBEDDING_URL"
+SERVER_KEY_ENV = "VISDOC_API_KEY"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +76,23 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(find, default=None)
     find.set_defaults(run=_search)
 
+    server = commands.add_parser("serve", help="serve the model over HTTP (Jina/OpenAI embeddings API)")
+    server.add_argument("--model", default=os.environ.get(MODEL_ENV, DEFAULT_MODEL), help="hub id or folder")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=8080)
+    server.add_argument(
+        "--api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"bearer token (default: ${SERVER_KEY_ENV})"
+    )
+    server.add_argument("--device", default=None)
+    server.add_argument("--dtype", default=None)
+    server.add_argument("--max-items", type=int, default=512, help="inputs per request")
+    server.add_argument("--max-body-mb", type=int, default=64, help="request body size")
+    server.add_argument("--max-text-chars", type=int, default=100_000, help="characters per text")
+    server.add_argument("--max-image-pixels", type=int, default=50_000_000, help="pixels per image")
+    server.add_argument("--max-queue", type=int, default=4096, help="waiting inputs before answering 429")
+    server.add_argument("--allow-image-urls", action="store_true", help="fetch images given as http(s) URLs")
+    server.set_defaults(run=_serve)
+
     info = commands.add_parser("info", help="describe a collection and its documents")
     _store_options(info)
     info.set_defaults(run=_info)
@@ -109,16 +128,22 @@ def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAUL
         default=os.environ.get(MODEL_ENV, default),
         help=f"hub id or checkpoint folder (default: ${MODEL_ENV} or {fallback})",
     )
+    parser.add_argument(
+        "--embedding-url",
+        default=os.environ.get(EMBEDDING_URL_ENV),
+        help=f"use a visdoc embedding server instead of a local model (default: ${EMBEDDING_URL_ENV})",
+    )
+    parser.add_argument(
+        "--embedding-api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"default: ${SERVER_KEY_ENV}"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    from .model import JinaV4
     from .scoring import cosine, maxsim
 
-    print(f"loading {args.model} ...", file=sys.stderr)
-    model = JinaV4.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    model = _load_model(args, args.model)
     query = model.encode_texts([args.query], task=args.task, dim=args.dim, multivector=True)
     pages = model.encode_images(
         args.images, task=args.task, dim=args.dim, multivector=True, max_pixels=args.max_pixels, show_progress=True
@@ -133,16 +158,43 @@ def _similarity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(args: argparse.Namespace) -> int:
-    from .checkpoint import read_checkpoint, resolve
-    from .ingest import Ingestor
+def _load_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4 or RemoteJinaV4
     from .model import JinaV4
+
+    if args.embedding_url:
+        return JinaV4.remote(args.embedding_url, api_key=args.embedding_api_key)
+    print(f"loading {name} ...", file=sys.stderr)
+    return JinaV4.from_pretrained(name, device=args.device, dtype=args.dtype)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .model import JinaV4
+    from .server import Limits, serve
+
+    limits = Limits(
+        max_body_bytes=args.max_body_mb << 20,
+        max_items=args.max_items,
+        max_text_chars=args.max_text_chars,
+        max_image_pixels=args.max_image_pixels,
+        max_queue_items=args.max_queue,
+        allow_image_urls=args.allow_image_urls,
+    )
+    print(f"loading {args.model} ...", file=sys.stderr)
+    model = JinaV4.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    auth = "bearer token required" if args.api_key else "no authentication"
+    print(f"serving {model.name} on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
+    serve(model, host=args.host, port=args.port, api_key=args.api_key, limits=limits)
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from .ingest import Ingestor
     from .store import CollectionSpec
 
-    ckpt = read_checkpoint(resolve(args.model))
+    model = _load_model(args, args.model)
     spec = CollectionSpec(
-        dim=args.dim or ckpt.matryoshka_dims[-1],
-        model=args.model,
+        dim=args.dim or model.dims[-1],
+        model=model.name,
         task=args.task,
         multivector_datatype=args.datatype,
         quantization=args.quantization,
@@ -152,8 +204,6 @@ def _ingest(args: argparse.Namespace) -> int:
     server = {"shard_number": args.shard_number, "replication_factor": args.replication_factor,
               "write_consistency_factor": args.write_consistency_factor}  # fmt: skip
     with _open_store(args, spec, **server) as store:
-        print(f"loading {args.model} ...", file=sys.stderr)
-        model = JinaV4.from_pretrained(args.model, device=args.device, dtype=args.dtype)
         ingestor = Ingestor(model, store, workers=args.workers, batch_size=args.batch_size, max_pixels=args.max_pixels)
         report = ingestor.ingest(args.paths, show_progress=True)
         print(report.summary())
@@ -164,14 +214,11 @@ def _ingest(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import json
 
-    from .model import JinaV4
     from .search import search
 
     where = _parse_filters(args.filter)
     with _open_store(args) as store:
-        name = args.model or store.spec.model or DEFAULT_MODEL
-        print(f"loading {name} ...", file=sys.stderr)
-        model = JinaV4.from_pretrained(name, device=args.device, dtype=args.dtype)
+        model = _load_model(args, args.model or store.spec.model or DEFAULT_MODEL)
         hits = search(model, store, args.query, k=args.k, mode=args.mode, prefetch=args.prefetch,
                       pooled_prefetch=args.pooled_prefetch, where=where, image=args.image)  # fmt: skip
     if args.json:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from .network import Network
+    from .remote import RemoteJinaV4
 
 DEFAULT_MAX_LENGTH = 32768
 CPU_BATCH_TOKENS = 8192
@@ -142,6 +143,13 @@ class JinaV4:
             if key not in _SHARED:
                 _SHARED[key] = cls.from_pretrained(name_or_path, device=device, dtype=dtype)
             return _SHARED[key]
+
+    @staticmethod
+    def remote(base_url: str, *, api_key: str | None = None, timeout: float = 120.0) -> RemoteJinaV4:
+        """The same encoding contract served by ``visdoc serve`` at ``base_url`` (no local weights)."""
+        from .remote import RemoteJinaV4
+
+        return RemoteJinaV4(base_url, api_key=api_key, timeout=timeout)
 
     # -- facts -------------------------------------------------------------------------------
 

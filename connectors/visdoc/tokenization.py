@@ -17,16 +17,17 @@ class PromptTokenizer:
 
     def __init__(
         self,
-        tokenizer_file: Path,
+        tokenizer_file: Path | str,
         *,
         image_token_id: int,
         vision_start_id: int,
         vision_end_id: int,
         max_length: int,
+        json_text: str | None = None,
     ) -> None:
         from tokenizers import Tokenizer
 
-        self._tok = Tokenizer.from_file(str(tokenizer_file))
+        self._tok = Tokenizer.from_str(json_text) if json_text is not None else Tokenizer.from_file(str(tokenizer_file))
         self._tok.no_padding()
         self._tok.no_truncation()
         self.max_length = max_length

@@ -19,7 +19,8 @@ class JinaV4Embeddings(Embeddings):
     ``model`` is a hub id, a checkpoint folder or a loaded :class:`visdoc.JinaV4`; by name, the
     weights load on first use and are shared by every object naming the same checkpoint
     (default: ``$VISDOC_MODEL`` or ``jinaai/jina-embeddings-v4``). ``dim`` picks a Matryoshka
-    size. Documents get the passage prompt, queries the query prompt (``text-matching`` uses the
+    size. With ``base_url`` the model is a visdoc embedding server (``visdoc serve``) instead of
+    local weights. Documents get the passage prompt, queries the query prompt (``text-matching`` uses the
     same prompt for both). Async methods run in a worker thread; the model serialises forward
     passes, so concurrent calls queue instead of competing for the device.
     """
@@ -33,10 +34,13 @@ class JinaV4Embeddings(Embeddings):
         batch_size: int | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         from visdoc.model import model_argument
 
         self.model_name, self._model = model_argument(model)
+        self.base_url, self.api_key = base_url, api_key
         self.task, self.dim, self.batch_size, self.device, self.dtype = task, dim, batch_size, device, dtype
 
     @property
@@ -45,7 +49,10 @@ class JinaV4Embeddings(Embeddings):
         if self._model is None:
             from visdoc import JinaV4
 
-            self._model = JinaV4.shared(self.model_name, device=self.device, dtype=self.dtype)
+            if self.base_url:
+                self._model = JinaV4.remote(self.base_url, api_key=self.api_key)
+            else:
+                self._model = JinaV4.shared(self.model_name, device=self.device, dtype=self.dtype)
         return self._model
 
     def _texts(self, texts: Sequence[str], prompt_name: str, **options: Any) -> Any:

@@ -36,6 +36,8 @@ class JinaV4Embedding(MultiModalEmbedding):
     device: str | None = Field(default=None)
     dtype: str | None = Field(default=None)
     embed_batch_size: int = Field(default=32, gt=0)
+    base_url: str | None = Field(default=None, description="a visdoc embedding server instead of local weights")
+    api_key: str | None = Field(default=None, description="bearer token of the embedding server")
     _model: Any = PrivateAttr(default=None)
 
     def __init__(self, model: str | os.PathLike | JinaV4 | None = None, **kwargs: Any) -> None:
@@ -56,7 +58,10 @@ class JinaV4Embedding(MultiModalEmbedding):
         if self._model is None:
             from visdoc import JinaV4
 
-            self._model = JinaV4.shared(self.model_name, device=self.device, dtype=self.dtype)
+            if self.base_url:
+                self._model = JinaV4.remote(self.base_url, api_key=self.api_key)
+            else:
+                self._model = JinaV4.shared(self.model_name, device=self.device, dtype=self.dtype)
         return self._model
 
     def _texts(self, texts: list[str], prompt_name: str) -> list[Embedding]:

@@ -41,7 +41,8 @@ class VisdocVectorStore(BasePydanticVectorStore):
     a visdoc page reference ``file.pdf#page=N``, or base64 ``image``) as images, which makes it
     a working ``image_store`` for ``MultiModalVectorStoreIndex``. Metadata filters support
     ``EQ`` and ``IN`` combined with ``AND``; ``delete(ref_doc_id)`` removes a document's nodes.
-    The collection lives in ``data_dir`` (embedded Qdrant engine) or on a server (``url``).
+    The collection lives in ``data_dir`` (embedded Qdrant engine) or on a Qdrant server (``url``,
+    ``api_key``); ``embedding_url`` (and ``embedding_api_key``) use a visdoc embedding server.
     """
 
     stores_text: bool = True
@@ -54,6 +55,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
     dim: int | None = None
     data_dir: str | None = None
     url: str | None = None
+    embedding_url: str | None = None
     prefetch: int = 100
     pooled_prefetch: int = 64
 
@@ -62,12 +64,14 @@ class VisdocVectorStore(BasePydanticVectorStore):
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
     _api_key: str | None = PrivateAttr(default=None)
     _client: Any = PrivateAttr(default=None)
+    _embedding_api_key: str | None = PrivateAttr(default=None)
 
     def __init__(
         self,
         model: str | os.PathLike | JinaV4 | None = None,
         *,
         api_key: str | None = None,
+        embedding_api_key: str | None = None,
         client: Any = None,
         store: Store | None = None,
         **kwargs: Any,
@@ -80,6 +84,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
             kwargs["data_dir"] = str(kwargs["data_dir"])
         super().__init__(**kwargs)
         self._model, self._api_key, self._client, self._store = loaded, api_key, client, store
+        self._embedding_api_key = embedding_api_key
 
     @classmethod
     def class_name(cls) -> str:
@@ -90,7 +95,10 @@ class VisdocVectorStore(BasePydanticVectorStore):
         if self._model is None:
             from visdoc import JinaV4
 
-            self._model = JinaV4.shared(self.model_name)
+            if self.embedding_url:
+                self._model = JinaV4.remote(self.embedding_url, api_key=self._embedding_api_key)
+            else:
+                self._model = JinaV4.shared(self.model_name)
         return self._model
 
     @property

@@ -1,0 +1,185 @@
+"""The embedding server: one model, many clients, micro-batched (FastAPI application)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import secrets
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..errors import ImageLoadError, VisdocError
+from .batcher import MicroBatcher, QueueFull, Unit
+from .protocol import Limits, RequestError, encode_vector, parse_request
+
+if TYPE_CHECKING:
+    from ..model import JinaV4
+
+
+def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | None = None,
+               max_wait: float = 0.005) -> FastAPI:  # fmt: skip
+    """The server for ``model``. ``api_key`` requires ``Authorization: Bearer <key>``."""
+
+    limits = limits or Limits()
+    registry = CollectorRegistry()
+    requests_total = Counter("visdoc_requests", "Embedding requests by status", ["status"], registry=registry)
+    batch_sizes = Histogram("visdoc_batch_size", "Inputs per forward pass group", registry=registry,
+                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))  # fmt: skip
+    queue_depth = Gauge("visdoc_queue_depth", "Inputs waiting for the model", registry=registry)
+    latency = Histogram("visdoc_request_seconds", "Request latency", registry=registry)
+    items_total = Counter("visdoc_inputs", "Inputs embedded", ["kind"], registry=registry)
+
+    def encode(kind: str, units: list[Unit]) -> Any:
+        first = units[0]
+        options = dict(task=first.task, dim=first.dim, dense=True, multivector=True)
+        if kind == "text":
+            return model.encode_texts([u.content for u in units], prompt_name=first.prompt, **options)
+        return model.encode_images([u.content for u in units], max_pixels=first.max_pixels, **options)
+
+    batcher = MicroBatcher(encode, max_queue=limits.max_queue_items, max_wait=max_wait,
+                           on_batch=batch_sizes.observe)  # fmt: skip
+    queue_depth.set_function(lambda: batcher.depth)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="visdoc embedding server", lifespan=lifespan)
+
+    def error(status: int, message: str) -> JSONResponse:
+        requests_total.labels(str(status)).inc()
+        return JSONResponse({"detail": message}, status_code=status)
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):  # noqa: ANN001, ANN202
+        if api_key and request.url.path.startswith("/v1/"):
+            given = request.headers.get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return error(401, "missing or wrong API key (send 'Authorization: Bearer <key>')")
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": model.name, "queue_depth": batcher.depth}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/model")
+    async def info() -> dict:
+        """What a remote client needs to behave like the local model."""
+        return {
+            "name": model.name,
+            "tasks": list(model.tasks),
+            "dims": list(model.dims),
+            "multivector_dim": model.multivector_dim,
+            "max_length": model.tokenizer.max_length,
+            "pixels": dataclasses.asdict(model.checkpoint.pixels),
+            "token_ids": {
+                "image": model.tokenizer.image_token_id,
+                "vision_start": model.checkpoint.config["vision_start_token_id"],
+                "vision_end": model.checkpoint.config["vision_end_token_id"],
+            },
+        }
+
+    @app.get("/v1/tokenizer.json")
+    async def tokenizer() -> PlainTextResponse:
+        return PlainTextResponse((model.checkpoint.path / "tokenizer.json").read_text(), media_type="application/json")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        start = time.perf_counter()
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > limits.max_body_bytes:
+            return error(413, f"request body of {declared} bytes; the limit is {limits.max_body_bytes}")
+        raw = await request.body()
+        if len(raw) > limits.max_body_bytes:
+            return error(413, f"request body of {len(raw)} bytes; the limit is {limits.max_body_bytes}")
+        try:
+            parsed = parse_request(json.loads(raw), limits)
+            images = [(i, await _image_bytes(content, i, limits)) for i, content in parsed.images]
+            _check_arguments(model, parsed)
+            _check_pixels(images, limits)
+        except json.JSONDecodeError as exc:
+            return error(400, f"malformed JSON: {exc}")
+        except RequestError as exc:
+            return error(exc.status, str(exc))
+        loop = asyncio.get_running_loop()
+        units = [Unit("text", text, parsed.task, parsed.prompt, parsed.dim, None, loop.create_future())
+                 for _, text in parsed.texts]  # fmt: skip
+        units += [Unit("image", data, parsed.task, parsed.prompt, parsed.dim, parsed.max_pixels, loop.create_future())
+                  for _, data in images]  # fmt: skip
+        positions = [i for i, _ in parsed.texts] + [i for i, _ in images]
+        try:
+            batcher.submit(units)
+        except QueueFull as exc:
+            return error(429, f"server busy: {exc}; retry later")
+        try:
+            vectors = await asyncio.gather(*(u.future for u in units))
+        except ImageLoadError as exc:
+            return error(400, f"input {positions[exc.index]}: {exc.reason}")
+        except VisdocError as exc:
+            return error(400, str(exc))
+        data = []
+        tokens = 0
+        for position, (dense, multi) in sorted(zip(positions, vectors, strict=True), key=lambda pv: pv[0]):
+            item = {"object": "embedding", "index": position, "embedding": encode_vector(dense, parsed.base64)}
+            if parsed.multivector:
+                item["embeddings"] = encode_vector(multi, parsed.base64)
+            tokens += len(multi)
+            data.append(item)
+        items_total.labels("text").inc(len(parsed.texts))
+        items_total.labels("image").inc(len(images))
+        requests_total.labels("200").inc()
+        latency.observe(time.perf_counter() - start)
+        return {"object": "list", "model": model.name, "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+
+    return app
+
+
+def _check_arguments(model: JinaV4, request: Any) -> None:
+    if request.dim is not None and request.dim not in model.dims:
+        raise RequestError(400, f"dimensions={request.dim} is not supported; use one of {list(model.dims)}")
+    if request.task not in model.tasks:
+        raise RequestError(400, f"task {request.task!r} is not served by this model")
+    floor = model.checkpoint.pixels.min_pixels
+    if request.max_pixels is not None and request.max_pixels < floor:
+        raise RequestError(400, f"max_pixels must be at least {floor}")
+
+
+def _check_pixels(images: list[tuple[int, bytes]], limits: Limits) -> None:
+    from ..images import image_size
+
+    for index, data in images:
+        try:
+            width, height = image_size(data, index)
+        except ImageLoadError as exc:
+            raise RequestError(400, f"input {index}: {exc.reason}") from None
+        if width * height > limits.max_image_pixels:
+            raise RequestError(413, f"input {index}: {width}x{height} pixels; the limit is {limits.max_image_pixels}")
+
+
+async def _image_bytes(content: Any, index: int, limits: Limits) -> bytes:
+    if isinstance(content, bytes):
+        return content
+    import httpx  # only when image URLs were explicitly allowed
+
+    try:
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+            response = await client.get(content)
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise RequestError(400, f"input {index}: cannot fetch image: {exc}") from None
+    if len(response.content) > limits.max_body_bytes:
+        raise RequestError(413, f"input {index}: image larger than {limits.max_body_bytes} bytes")
+    return response.content

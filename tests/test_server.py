@@ -1,0 +1,181 @@
+"""The embedding server as a subprocess on loopback, and the remote backend that uses it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import FIXTURE
+
+SAMPLES = FIXTURE.parents[2] / "examples" / "data"
+KEY = "test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(*extra: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "visdoc", "serve", "--model", str(FIXTURE), "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read())
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, url = start_server("--api-key", KEY)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    proc, url = start_server("--max-items", "4", "--max-text-chars", "50", "--max-image-pixels", "10000",
+                             "--max-body-mb", "1", "--max-queue", "3")  # fmt: skip
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def post(url: str, body, *, key: str | None = KEY, **kwargs) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{url}/v1/embeddings", json=body, headers=headers, timeout=60, **kwargs)
+
+
+def b64(path) -> str:
+    return base64.b64encode(open(path, "rb").read()).decode()
+
+
+def test_responses_equal_in_process_encoding(server, tiny_fp32):
+    texts = ["Which quarter had the highest revenue?", "Invoices and receipts"]
+    body = {"model": "jina-embeddings-v4", "input": texts, "task": "retrieval.query", "return_multivector": True}
+    data = post(server, body).json()["data"]
+    local = tiny_fp32.encode_texts(texts, prompt_name="query", multivector=True)
+    np.testing.assert_allclose([d["embedding"] for d in data], local.dense, atol=1e-5)
+    np.testing.assert_allclose(data[1]["embeddings"], local.multivector[1], atol=1e-5)
+    image = SAMPLES / "sample-page.png"
+    inputs = [{"text": texts[0]}, {"image": f"data:image/png;base64,{b64(image)}"}]
+    body = {"input": inputs, "task": "retrieval.passage", "dimensions": 32, "embedding_type": "base64"}
+    mixed = post(server, body).json()
+    assert [d["index"] for d in mixed["data"]] == [0, 1]
+    image_vector = np.frombuffer(base64.b64decode(mixed["data"][1]["embedding"]), "<f4")
+    np.testing.assert_allclose(image_vector, tiny_fp32.encode_images([image], dim=32).dense[0], atol=1e-5)
+
+
+def test_openai_request_shape(server, tiny_fp32):
+    reply = post(server, {"model": "text-embedding-3-small", "input": "hello", "encoding_format": "float"}).json()
+    assert (
+        reply["object"] == "list" and reply["data"][0]["object"] == "embedding" and reply["usage"]["total_tokens"] > 0
+    )
+    passage = tiny_fp32.encode_texts(["hello"], prompt_name="passage").dense[0]  # no task: passages
+    np.testing.assert_allclose(reply["data"][0]["embedding"], passage, atol=1e-5)
+
+
+def test_authentication(server):
+    assert post(server, {"input": "x"}, key=None).status_code == 401
+    assert post(server, {"input": "x"}, key="wrong").status_code == 401
+    assert httpx.get(f"{server}/health").status_code == 200  # health needs no key
+
+
+def test_limits_and_malformed_requests_get_clear_4xx(strict_server):
+    def status(body=None, **kwargs) -> tuple[int, str]:
+        response = post(strict_server, body, key=None, **kwargs)
+        return response.status_code, response.json()["detail"]
+
+    assert status({"input": ["a"] * 5}) == (413, "5 inputs in one request; the limit is 4")
+    code, detail = status({"input": "x" * 51})
+    assert code == 413 and "51 characters" in detail
+    big = SAMPLES / "sample-page.png"  # 850 x 1100 px
+    code, detail = status({"input": [{"image": b64(big)}]})
+    assert code == 413 and "850x1100 pixels" in detail
+    response = httpx.post(f"{strict_server}/v1/embeddings", content=b"{" + b" " * (2 << 20) + b"}")
+    assert response.status_code == 413
+    response = httpx.post(f"{strict_server}/v1/embeddings", content=b'{"input": [')
+    assert response.status_code == 400 and "malformed JSON" in response.json()["detail"]
+    code, detail = status({"input": [{"image": "not base64!"}]})
+    assert code == 400 and "input 0" in detail and "base64" in detail
+    code, detail = status({"input": [{"image": "https://example.com/page.png"}]})
+    assert code == 400 and "not fetched" in detail
+    assert status({"input": "x", "task": "summarise"})[0] == 400
+    assert status({"input": "x", "dimensions": 48})[0] == 400
+    code, detail = status({"input": [{"image": base64.b64encode(b"garbage").decode()}]})
+    assert code == 400 and "input 0" in detail
+
+
+def test_backpressure_answers_429(strict_server):
+    response = post(strict_server, {"input": ["a", "b", "c", "d"]}, key=None)  # 4 waiting inputs > queue of 3
+    assert response.status_code == 429 and "retry later" in response.json()["detail"]
+
+
+def test_64_concurrent_clients_are_batched(server):
+    texts = [f"client {i} asks about revenue" for i in range(64)]
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        replies = list(pool.map(lambda t: post(server, {"input": t, "task": "retrieval.query"}), texts))
+    assert all(r.status_code == 200 for r in replies)
+    metrics = httpx.get(f"{server}/metrics").text
+    count = float(re.search(r"^visdoc_batch_size_count (\S+)", metrics, re.M).group(1))
+    singles = float(re.search(r'^visdoc_batch_size_bucket\{le="1.0"\} (\S+)', metrics, re.M).group(1))
+    assert count > singles  # some forward passes served several requests
+    assert "visdoc_queue_depth" in metrics and "visdoc_request_seconds_count" in metrics
+
+
+def test_remote_backend_matches_local_and_serves_the_frameworks(server, tiny_fp32):
+    from llama_index.embeddings.visdoc import JinaV4Embedding
+
+    from langchain_visdoc import JinaV4Embeddings
+    from visdoc import JinaV4
+
+    remote = JinaV4.remote(server, api_key=KEY)
+    assert remote.dims == tiny_fp32.dims and remote.checkpoint.pixels == tiny_fp32.checkpoint.pixels
+    texts = ["short", "a longer text " * 20]
+    got = remote.encode_texts(texts, task="code", prompt_name="passage", multivector=True)
+    want = tiny_fp32.encode_texts(texts, task="code", prompt_name="passage", multivector=True)
+    np.testing.assert_allclose(got.dense, want.dense, atol=1e-5)
+    assert [m.shape for m in got.multivector] == [m.shape for m in want.multivector]
+    pdf_page = f"{SAMPLES / 'annual-report.pdf'}#page=2"
+    np.testing.assert_allclose(remote.encode_images([pdf_page]).dense, tiny_fp32.encode_images([pdf_page]).dense,
+                               atol=1e-5)  # fmt: skip
+    langchain = JinaV4Embeddings(base_url=server, api_key=KEY)
+    query = tiny_fp32.encode_texts(["revenue"], prompt_name="query").dense[0]
+    np.testing.assert_allclose(langchain.embed_query("revenue"), query, atol=1e-5)
+    llama = JinaV4Embedding(base_url=server, api_key=KEY)
+    np.testing.assert_allclose(llama.get_text_embedding_batch(texts),
+                               tiny_fp32.encode_texts(texts, prompt_name="passage").dense, atol=1e-5)  # fmt: skip
+    with pytest.raises(Exception, match="401"):
+        JinaV4.remote(server, api_key="wrong")
+
+
+def test_cli_ingest_and_search_through_the_server(server, tmp_path):
+    env = os.environ | {"VISDOC_EMBEDDING_URL": server, "VISDOC_API_KEY": KEY}
+    cmd = [sys.executable, "-m", "visdoc", "ingest", str(SAMPLES), "--data-dir", str(tmp_path), "--workers", "0"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "4 pages/chunks embedded" in result.stdout and "loading" not in result.stderr  # no local model
+    cmd = [sys.executable, "-m", "visdoc", "search", "revenue", "--data-dir", str(tmp_path), "--json"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and '"rank": 4' in result.stdout
