@@ -12,6 +12,7 @@ LangChain chat model: by default ``langchain-openai``'s ``ChatOpenAI`` (needs OP
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
@@ -64,7 +65,13 @@ def main() -> None:
     parser.add_argument("--fake-llm", action="store_true", help="offline stand-in chat model")
     args = parser.parse_args()
 
-    store = VisdocVectorStore(JinaV4Embeddings(), collection="langchain-rag", data_dir=args.data_dir)
+    # QDRANT_URL / VISDOC_EMBEDDING_URL switch to a Qdrant server and an embedding server (docker-compose.yml)
+    embeddings = JinaV4Embeddings(
+        base_url=os.environ.get("VISDOC_EMBEDDING_URL"), api_key=os.environ.get("VISDOC_API_KEY")
+    )
+    store = VisdocVectorStore(
+        embeddings, collection="langchain-rag", data_dir=args.data_dir, url=os.environ.get("QDRANT_URL")
+    )
     report = store.add_pdfs(args.docs)  # resumable: unchanged files are not embedded again
     print(report.summary())
     text, pages = answer(store, chat_model(args.fake_llm), args.question, k=args.k)

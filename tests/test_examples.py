@@ -23,7 +23,8 @@ def workdir(tmp_path):
 
 
 def run(args: list[str], cwd) -> str:
-    env = os.environ | {"VISDOC_MODEL": str(FIXTURE)}
+    env = {k: v for k, v in os.environ.items() if k not in ("QDRANT_URL", "VISDOC_EMBEDDING_URL")}
+    env["VISDOC_MODEL"] = str(FIXTURE)
     result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

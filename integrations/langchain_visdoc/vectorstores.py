@@ -68,6 +68,8 @@ class VisdocVectorStore(VectorStore):
             model = self.embedding.model
             spec = CollectionSpec(dim=self.embedding.dim or model.dims[-1], model=model.name, task=self.embedding.task)
             options = {k: v for k, v in self._open.items() if v is not None}
+            if "url" in options or "client" in options:
+                options.pop("data_dir", None)  # a server was named: the local folder is not used
             self._store = open_store(options.pop("collection"), spec, **options)
         return self._store
 
