@@ -179,3 +179,21 @@ def test_cli_ingest_and_search_through_the_server(server, tmp_path):
     cmd = [sys.executable, "-m", "visdoc", "search", "revenue", "--data-dir", str(tmp_path), "--json"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and '"rank": 4' in result.stdout
+
+
+def test_framework_stores_work_through_the_server(server, tmp_path):
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+    from llama_index.vector_stores.visdoc import VisdocVectorStore as LlamaStore
+
+    from langchain_visdoc import JinaV4Embeddings, VisdocVectorStore
+
+    store = VisdocVectorStore(JinaV4Embeddings(base_url=server, api_key=KEY, task="text-matching"),
+                              data_dir=tmp_path / "lc")  # fmt: skip
+    store.add_texts(["quarterly revenue", "printer cartridge"], ids=["a", "b"])
+    assert store.similarity_search("printer cartridge", k=1)[0].id == "b"
+    store.close()
+    llama = LlamaStore(embedding_url=server, embedding_api_key=KEY, data_dir=tmp_path / "li", task="text-matching")
+    llama.add([TextNode(text="quarterly revenue", id_="r"), TextNode(text="printer cartridge", id_="p")])
+    assert llama.query(VectorStoreQuery(query_str="quarterly revenue", similarity_top_k=1)).ids == ["r"]
+    llama.close()
