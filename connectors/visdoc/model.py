@@ -347,6 +347,21 @@ def model_argument(model: str | os.PathLike | JinaV4 | None) -> tuple[str, JinaV
     return model.name, model
 
 
+def connect(
+    name: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> JinaV4 | RemoteJinaV4:
+    """The encoder a wrapper should use: a visdoc server when ``base_url`` is set, else the
+    process-wide shared local model ``name``."""
+    if base_url:
+        return JinaV4.remote(base_url, api_key=api_key)
+    return JinaV4.shared(name, device=device, dtype=dtype)
+
+
 def _as_list(items: Any, name: str) -> list[Any]:
     """Accept any iterable of inputs (generators included), but not a single input."""
     from PIL import Image

@@ -47,12 +47,10 @@ class JinaV4Embeddings(Embeddings):
     def model(self) -> JinaV4:
         """The encoder (loaded on first access, shared between objects)."""
         if self._model is None:
-            from visdoc import JinaV4
+            from visdoc.model import connect
 
-            if self.base_url:
-                self._model = JinaV4.remote(self.base_url, api_key=self.api_key)
-            else:
-                self._model = JinaV4.shared(self.model_name, device=self.device, dtype=self.dtype)
+            self._model = connect(self.model_name, base_url=self.base_url, api_key=self.api_key, device=self.device,
+                                  dtype=self.dtype)  # fmt: skip
         return self._model
 
     def _texts(self, texts: Sequence[str], prompt_name: str, **options: Any) -> Any:

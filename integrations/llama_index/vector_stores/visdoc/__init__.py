@@ -93,12 +93,9 @@ class VisdocVectorStore(BasePydanticVectorStore):
     @property
     def model(self) -> JinaV4:
         if self._model is None:
-            from visdoc import JinaV4
+            from visdoc.model import connect
 
-            if self.embedding_url:
-                self._model = JinaV4.remote(self.embedding_url, api_key=self._embedding_api_key)
-            else:
-                self._model = JinaV4.shared(self.model_name)
+            self._model = connect(self.model_name, base_url=self.embedding_url, api_key=self._embedding_api_key)
         return self._model
 
     @property
