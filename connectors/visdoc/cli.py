@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(ingest)
     ingest.add_argument("--dim", type=int, default=None, help="dense Matryoshka size for a new collection")
     ingest.add_argument("--task", default="retrieval", help="task adapter for a new collection")
-    ingest.add_argument("--datatype", default="float16", choices=["float32", "float16", "uint8"],
+    ingest.add_argument("--datatype", default="float16", choices=["float32", "float16"],
                         help="multivector storage type for a new collection (default float16)")  # fmt: skip
     ingest.add_argument("--quantization", default="none", choices=["none", "scalar", "binary"],
                         help="multivector quantization for a new collection, rescored on search")  # fmt: skip

@@ -250,6 +250,7 @@ class Ingestor:
                 id=point_id(u.doc.document_id, u.index),
                 dense=result.dense[i],
                 multivector=result.multivector[i],
+                content_span=self.model.tokenizer.content_span(kind, len(result.multivector[i])),
                 payload={
                     METADATA: _metadata(u, kind),
                     "document_id": u.doc.document_id,

@@ -44,3 +44,25 @@ def pool_query(tokens: np.ndarray, k: int = QUERY_CLUSTERS, iterations: int = 5)
         return tokens
     sums = _kmeans(tokens, k, iterations)[1]
     return sums[np.linalg.norm(sums, axis=1) > 0]
+
+
+def pool_tokens(tokens: np.ndarray, factor: int, poolable: tuple[int, int] | None = None) -> np.ndarray:
+    """Hierarchical token pooling of a document's multivector (never apply it to queries).
+
+    Tokens in ``poolable`` (``[start, end)``, default all) are merged by Ward clustering on
+    cosine distance into ``ceil(n / factor)`` groups whose means, re-normalised, replace them;
+    tokens outside it (prompt and image-template tokens) are kept as they are, in place.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    tokens = np.asarray(tokens, dtype=np.float32)
+    start, end = poolable or (0, len(tokens))
+    inner = tokens[start:end]
+    clusters = -(-len(inner) // factor)
+    if factor <= 1 or len(inner) <= clusters:
+        return tokens
+    labels = fcluster(linkage(inner, method="ward"), t=clusters, criterion="maxclust")
+    members = np.eye(labels.max(), dtype=np.float32)[labels - 1]  # one-hot [n, clusters]
+    sums = members.T @ inner
+    pooled = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    return np.concatenate([tokens[:start], pooled, tokens[end:]])

@@ -53,6 +53,16 @@ class PromptTokenizer:
         """Character span of every token of ``text`` (no prompt), for chunking long texts."""
         return self._tok.encode(text, add_special_tokens=False).offsets
 
+    def content_span(self, kind: str, n_tokens: int, prompt_name: str = "passage") -> tuple[int, int]:
+        """``[start, end)`` of the content tokens in an embedded sequence of ``n_tokens``: the image
+        patches of a page (between ``<|vision_start|>`` and ``<|vision_end|>``) or the text after
+        its prompt prefix. Token pooling merges only these; prompt and template tokens stay."""
+        if kind == "page_image":
+            head, tail = len(self._image_head), len(self._image_tail)
+            return head, n_tokens - tail
+        prefix = len(self.texts([""], PROMPT_PREFIXES[prompt_name])[0])
+        return min(prefix, n_tokens), n_tokens
+
     def image(self, n_image_tokens: int) -> tuple[list[int], int, int]:
         """Ids of the image prompt with ``n`` image tokens, and the pooled span [start, end).
 

@@ -141,6 +141,7 @@ class VisdocVectorStore(VectorStore):
                 result.dense[i],
                 result.multivector[i],
                 framework_payload(doc_id, doc.page_content, doc.metadata, kind),
+                self.embedding.model.tokenizer.content_span(kind, len(result.multivector[i])),
             )  # fmt: skip
             for i, (doc_id, doc, kind) in enumerate(items)
         ]

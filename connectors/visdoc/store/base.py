@@ -185,6 +185,22 @@ def first_stages(spec: CollectionSpec, prefetch: int, pooled_prefetch: int, k: i
     return stages
 
 
+def stored_vectors(point: PagePoint, spec: CollectionSpec) -> dict[str, list]:
+    """The named vectors a point is stored with, as plain lists (token pooling applied)."""
+    import numpy as np
+
+    from ..pooling import pool_tokens
+
+    multi = np.asarray(point.multivector, dtype=np.float32)
+    vectors = {DENSE: np.asarray(point.dense, dtype=np.float32).tolist()}
+    if spec.pool_size:
+        vectors[POOLED] = pooled(multi, spec)
+    if spec.token_pool_factor > 1:
+        multi = pool_tokens(multi, spec.token_pool_factor, point.content_span)
+    vectors[MULTI] = multi.tolist()
+    return vectors
+
+
 def pooled(multivector: object, spec: CollectionSpec) -> list[list[float]]:
     """The pooled first-stage vectors of a page, as plain lists."""
     import numpy as np

@@ -14,7 +14,7 @@ DEFAULT_COLLECTION = "visdoc"
 DEFAULT_PREFETCH = 100
 DEFAULT_POOLED_PREFETCH = 64
 
-Datatype = Literal["float32", "float16", "uint8"]
+Datatype = Literal["float32", "float16"]  # Qdrant's uint8 stores pre-quantized integers: use quantization="scalar"
 Quantization = Literal["none", "scalar", "binary"]
 Kind = Literal["page_image", "text_chunk"]
 
@@ -41,7 +41,9 @@ class CollectionSpec:
     and kept out of HNSW (it only reranks). ``pool_size`` k-means centroids of each page's tokens
     form a second, cheap first stage next to the dense vector (0 leaves it out).
     ``multivector_datatype`` float16 halves storage at no measurable cost; ``quantization`` adds
-    a compressed copy of the multivector for faster scoring, rescored with the originals.
+    a compressed copy of the multivector for faster scoring, rescored with the originals;
+    ``token_pool_factor`` > 1 stores about 1/factor of each document's content tokens
+    (hierarchical pooling; queries are never pooled).
     """
 
     dim: int
@@ -53,7 +55,19 @@ class CollectionSpec:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     pool_size: int = 16
+    token_pool_factor: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.multivector_datatype not in ("float32", "float16"):
+            raise ValueError(
+                f"multivector_datatype {self.multivector_datatype!r}: use float32 or float16 "
+                "(for 8-bit storage use quantization='scalar', which keeps the originals for rescoring)"
+            )
+        if self.quantization not in ("none", "scalar", "binary"):
+            raise ValueError(f"quantization {self.quantization!r}: use none, scalar or binary")
+        if self.token_pool_factor < 1 or self.pool_size < 0:
+            raise ValueError("token_pool_factor must be >= 1 and pool_size >= 0")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +119,7 @@ class PagePoint:
     dense: Any  # np.ndarray [dim] float32
     multivector: Any  # np.ndarray [tokens, 128] float32
     payload: dict[str, Any]
+    content_span: tuple[int, int] | None = None  # tokens token pooling may merge (default: all)
 
 
 @dataclass

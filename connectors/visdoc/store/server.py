@@ -7,9 +7,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
-from .base import CollectionNotFoundError, SearchPlan, Store, StoreError, pooled
+from .base import CollectionNotFoundError, SearchPlan, Store, StoreError, stored_vectors
 from .schema import (
     DENSE,
     INDEXED_FIELDS,
@@ -71,7 +69,7 @@ class ServerStore(Store):
 
     def _create(self, spec: CollectionSpec, shards: int | None, replicas: int | None, consistency: int | None) -> None:
         m = self._m
-        datatype = {"float32": m.Datatype.FLOAT32, "float16": m.Datatype.FLOAT16, "uint8": m.Datatype.UINT8}
+        datatype = {"float32": m.Datatype.FLOAT32, "float16": m.Datatype.FLOAT16}
         quantization = {
             "none": None,
             "scalar": m.ScalarQuantization(
@@ -139,11 +137,8 @@ class ServerStore(Store):
         batch: list[Any] = []
         size = 0
         for p in points:
-            dense, multi = np.asarray(p.dense, dtype=np.float32), np.asarray(p.multivector, dtype=np.float32)
-            vectors = {DENSE: dense.tolist(), MULTI: multi.tolist()}
-            if self.spec.pool_size:
-                vectors[POOLED] = pooled(multi, self.spec)
-            floats = dense.size + multi.size + self.spec.pool_size * MULTIVECTOR_DIM
+            vectors = stored_vectors(p, self.spec)
+            floats = len(vectors[DENSE]) + sum(len(rows) * MULTIVECTOR_DIM for k, rows in vectors.items() if k != DENSE)
             cost = floats * per_float + len(json.dumps(p.payload, default=str)) + 256
             if batch and size + cost > self.max_request_bytes:
                 yield batch

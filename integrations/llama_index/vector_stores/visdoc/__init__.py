@@ -136,7 +136,10 @@ class VisdocVectorStore(BasePydanticVectorStore):
                 payload = framework_payload(node.node_id, node.get_content(), node.metadata, kind)
                 payload[REF_DOC_ID] = node.ref_doc_id
                 payload[NODE] = node_to_metadata_dict(node, remove_text=False, flat_metadata=False)
-                points.append(PagePoint(point_id_for(node.node_id), result.dense[i], result.multivector[i], payload))
+                span = self.model.tokenizer.content_span(kind, len(result.multivector[i]))
+                points.append(
+                    PagePoint(point_id_for(node.node_id), result.dense[i], result.multivector[i], payload, span)
+                )
         with self._lock:
             self.client.upsert(points)
         return [n.node_id for n in nodes]
