@@ -86,7 +86,10 @@ def test_filters_select_documents_sources_and_page_ranges(store):
     assert store.count(PageFilter(sources=("/data/doc2.pdf",))) == 8
     in_range = store.count(PageFilter(document_ids=("doc0",), page_from=3, page_to=12))
     assert in_range == len([p for p in points if p.payload["document_id"] == "doc0" and 3 <= p.payload["page"] <= 12])
+    subset = (points[1].id, points[5].id)
+    assert store.count(PageFilter(ids=subset)) == 2
     query = QueryVectors(points[0].dense, points[0].multivector[:4])
+    assert {h.id for h in store.search(query, k=10, mode="multivector", where=PageFilter(ids=subset))} == set(subset)
     hits = store.search(query, k=50, where=PageFilter(page_from=10))
     assert hits and all(h.payload["page"] >= 10 for h in hits)
 

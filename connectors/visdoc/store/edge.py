@@ -196,6 +196,7 @@ class EdgeStore(Store):
             "match": lambda key, value: qe.FieldCondition(key=key, match=qe.MatchValue(value)),
             "any": lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
             "range": lambda key, bounds: qe.FieldCondition(key=key, range=qe.RangeFloat(gte=bounds[0], lte=bounds[1])),
+            "ids": lambda _, ids: qe.HasIdCondition(set(ids)),
         }
         return qe.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
 

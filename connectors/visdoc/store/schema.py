@@ -89,13 +89,15 @@ class PageFilter:
     page_to: int | None = None  # inclusive
     kind: Kind | None = None
     fields: tuple[tuple[str, Any], ...] = ()  # other payload keys (dotted for nesting): value or list of values
+    ids: tuple[str, ...] = ()  # only these point ids
 
     def is_empty(self) -> bool:
         return not self.conditions()
 
     def conditions(self) -> list[tuple[str, str, Any]]:
         """``(kind, field, value)`` triples, every one of which must hold: kind is ``match``
-        (value equal), ``any`` (value in a list) or ``range`` (``(gte, lte)``, either may be None)."""
+        (value equal), ``any`` (value in a list), ``range`` (``(gte, lte)``, either may be None)
+        or ``ids`` (the point id is in the list)."""
         out: list[tuple[str, str, Any]] = []
         for key, values in ((DOCUMENT_ID, self.document_ids), (SOURCE, self.sources)):
             if len(values) == 1:
@@ -106,6 +108,8 @@ class PageFilter:
             out.append(("match", KIND, self.kind))
         if self.page_from is not None or self.page_to is not None:
             out.append(("range", PAGE, (self.page_from, self.page_to)))
+        if self.ids:
+            out.append(("ids", "", list(self.ids)))
         for key, value in self.fields:
             out.append(("any", key, list(value)) if isinstance(value, (list, tuple, set)) else ("match", key, value))
         return out

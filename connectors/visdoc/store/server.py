@@ -214,5 +214,6 @@ class ServerStore(Store):
             "match": lambda key, value: m.FieldCondition(key=key, match=m.MatchValue(value=value)),
             "any": lambda key, values: m.FieldCondition(key=key, match=m.MatchAny(any=values)),
             "range": lambda key, bounds: m.FieldCondition(key=key, range=m.Range(gte=bounds[0], lte=bounds[1])),
+            "ids": lambda _, ids: m.HasIdCondition(has_id=ids),
         }
         return m.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
