@@ -127,20 +127,74 @@ def test_limits_and_malformed_requests_get_clear_4xx(strict_server):
     assert code == 400 and "input 0" in detail
 
 
+def test_a_bad_image_fails_only_its_own_request(server):
+    good = {"input": [{"image": b64(FIXTURE / "inputs" / "gray150.png")}], "task": "retrieval.passage"}
+    truncated = base64.b64encode((SAMPLES / "sample-page.png").read_bytes()[:3000]).decode()
+    bad = {"input": ["text", "more text", {"image": truncated}]}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda body: post(server, body), [good] * 6 + [bad]))
+    assert [r.status_code for r in replies[:6]] == [200] * 6
+    assert replies[6].status_code == 400 and replies[6].json()["detail"].startswith("input 2:")
+    strip = base64.b64encode(_png(1, 400)).decode()  # aspect ratio 400: refused by the resize rules
+    reply = post(server, {"input": [{"text": "x"}, {"image": strip}]})
+    assert reply.status_code == 400 and reply.json()["detail"].startswith("input 1:")
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_more_malformed_requests_get_400_not_500(strict_server):
+    def send(content: bytes) -> httpx.Response:
+        return httpx.post(f"{strict_server}/v1/embeddings", content=content, timeout=30)
+
+    assert send(b'{"input": "caf\xe9"}').status_code == 400  # not UTF-8
+    assert send(b"[" * 100_000 + b"]" * 100_000).status_code in (400, 413)  # absurd nesting
+    for body in ({"input": "x", "task": ["retrieval.query"]}, {"input": "x", "embedding_type": {"a": 1}},
+                 {"input": "x", "max_pixels": 10**9}):  # fmt: skip
+        assert post(strict_server, body, key=None).status_code == 400
+
+
+def test_chunked_bodies_are_cut_off_at_the_limit(strict_server):
+    def chunks():
+        yield b'{"input": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = httpx.post(f"{strict_server}/v1/embeddings", content=chunks(), timeout=30)
+    assert response.status_code == 413 and "over 1048576 bytes" in response.json()["detail"]
+
+
 def test_backpressure_answers_429(strict_server):
     response = post(strict_server, {"input": ["a", "b", "c", "d"]}, key=None)  # 4 waiting inputs > queue of 3
     assert response.status_code == 429 and "retry later" in response.json()["detail"]
 
 
+def batch_counts(url: str) -> tuple[float, float]:
+    """(forward-pass groups so far, of which with a single input) from /metrics."""
+    metrics = httpx.get(f"{url}/metrics").text
+    count = float(re.search(r"^visdoc_batch_size_count (\S+)", metrics, re.M).group(1))
+    singles = float(re.search(r'^visdoc_batch_size_bucket\{le="1.0"\} (\S+)', metrics, re.M).group(1))
+    return count, singles
+
+
 def test_64_concurrent_clients_are_batched(server):
     texts = [f"client {i} asks about revenue" for i in range(64)]
+    count_before, singles_before = batch_counts(server)
     with ThreadPoolExecutor(max_workers=64) as pool:
         replies = list(pool.map(lambda t: post(server, {"input": t, "task": "retrieval.query"}), texts))
     assert all(r.status_code == 200 for r in replies)
+    count, singles = batch_counts(server)
+    passes, single_passes = count - count_before, singles - singles_before
+    assert passes < 64 and passes > single_passes  # one-text requests shared forward passes
     metrics = httpx.get(f"{server}/metrics").text
-    count = float(re.search(r"^visdoc_batch_size_count (\S+)", metrics, re.M).group(1))
-    singles = float(re.search(r'^visdoc_batch_size_bucket\{le="1.0"\} (\S+)', metrics, re.M).group(1))
-    assert count > singles  # some forward passes served several requests
     assert "visdoc_queue_depth" in metrics and "visdoc_request_seconds_count" in metrics
 
 

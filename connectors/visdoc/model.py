@@ -237,9 +237,12 @@ class JinaV4:
             raise UnknownTaskError(f"unknown task {task!r}; this checkpoint has {list(self.tasks)}")
 
     def _check_max_pixels(self, max_pixels: int | None) -> None:
-        floor = self.checkpoint.pixels.min_pixels
-        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < floor):
-            raise ValueError(f"max_pixels must be an int >= the checkpoint's min_pixels ({floor}), got {max_pixels!r}")
+        floor, ceiling = self.checkpoint.pixels.min_pixels, self.checkpoint.pixels.max_pixels
+        if max_pixels is not None and (not isinstance(max_pixels, int) or not floor <= max_pixels <= ceiling):
+            raise ValueError(
+                f"max_pixels must be an int between the checkpoint's min_pixels ({floor}) and max_pixels ({ceiling}), "
+                f"got {max_pixels!r}"
+            )
 
     def _check_dim(self, dim: int | None) -> int:
         if dim is None:

@@ -42,8 +42,8 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
             return model.encode_texts([u.content for u in units], prompt_name=first.prompt, **options)
         return model.encode_images([u.content for u in units], max_pixels=first.max_pixels, **options)
 
-    batcher = MicroBatcher(encode, max_queue=limits.max_queue_items, max_wait=max_wait,
-                           on_batch=batch_sizes.observe)  # fmt: skip
+    batcher = MicroBatcher(encode, max_queue=limits.max_queue_items, max_queue_bytes=limits.max_queue_bytes,
+                           max_wait=max_wait, on_batch=batch_sizes.observe)  # fmt: skip
     queue_depth.set_function(lambda: batcher.depth)
 
     @asynccontextmanager
@@ -84,6 +84,7 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
             "multivector_dim": model.multivector_dim,
             "max_length": model.tokenizer.max_length,
             "pixels": dataclasses.asdict(model.checkpoint.pixels),
+            "limits": dataclasses.asdict(limits),
             "token_ids": {
                 "image": model.tokenizer.image_token_id,
                 "vision_start": model.checkpoint.config["vision_start_token_id"],
@@ -98,37 +99,40 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
         start = time.perf_counter()
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > limits.max_body_bytes:
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
             return error(413, f"request body of {declared} bytes; the limit is {limits.max_body_bytes}")
-        raw = await request.body()
-        if len(raw) > limits.max_body_bytes:
-            return error(413, f"request body of {len(raw)} bytes; the limit is {limits.max_body_bytes}")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # chunked uploads too: stop reading at the limit
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                return error(413, f"request body over {limits.max_body_bytes} bytes")
+            chunks.append(chunk)
         try:
-            parsed = parse_request(json.loads(raw), limits)
-            images = [(i, await _image_bytes(content, i, limits)) for i, content in parsed.images]
+            parsed = parse_request(json.loads(b"".join(chunks)), limits)
             _check_arguments(model, parsed)
-            _check_pixels(images, limits)
-        except json.JSONDecodeError as exc:
-            return error(400, f"malformed JSON: {exc}")
+            images = [(i, await _image_bytes(content, i, limits)) for i, content in parsed.images]
+            decoded = await asyncio.to_thread(_decode_images, model, images, parsed.max_pixels, limits)
         except RequestError as exc:
             return error(exc.status, str(exc))
+        except (ValueError, RecursionError) as exc:  # JSON syntax, encoding, nesting
+            return error(400, f"malformed JSON: {exc}")
         loop = asyncio.get_running_loop()
-        units = [Unit("text", text, parsed.task, parsed.prompt, parsed.dim, None, loop.create_future())
+        units = [Unit("text", text, parsed.task, parsed.prompt, parsed.dim, None, loop.create_future(), len(text))
                  for _, text in parsed.texts]  # fmt: skip
-        units += [Unit("image", data, parsed.task, parsed.prompt, parsed.dim, parsed.max_pixels, loop.create_future())
-                  for _, data in images]  # fmt: skip
-        positions = [i for i, _ in parsed.texts] + [i for i, _ in images]
+        units += [Unit("image", image, parsed.task, parsed.prompt, parsed.dim, parsed.max_pixels, loop.create_future(),
+                       image.width * image.height * 3) for _, image in decoded]  # fmt: skip
+        positions = [i for i, _ in parsed.texts] + [i for i, _ in decoded]
         try:
             batcher.submit(units)
         except QueueFull as exc:
             return error(429, f"server busy: {exc}; retry later")
-        try:
-            vectors = await asyncio.gather(*(u.future for u in units))
-        except ImageLoadError as exc:
-            return error(400, f"input {positions[exc.index]}: {exc.reason}")
-        except VisdocError as exc:
-            return error(400, str(exc))
+        vectors = await asyncio.gather(*(u.future for u in units), return_exceptions=True)
+        for position, outcome in zip(positions, vectors, strict=True):
+            if isinstance(outcome, BaseException):
+                reason = outcome.reason if isinstance(outcome, ImageLoadError) else str(outcome)
+                status = 400 if isinstance(outcome, (VisdocError, ValueError)) else 500
+                return error(status, f"input {position}: {reason}")
         data = []
         tokens = 0
         for position, (dense, multi) in sorted(zip(positions, vectors, strict=True), key=lambda pv: pv[0]):
@@ -152,21 +156,31 @@ def _check_arguments(model: JinaV4, request: Any) -> None:
         raise RequestError(400, f"dimensions={request.dim} is not supported; use one of {list(model.dims)}")
     if request.task not in model.tasks:
         raise RequestError(400, f"task {request.task!r} is not served by this model")
-    floor = model.checkpoint.pixels.min_pixels
-    if request.max_pixels is not None and request.max_pixels < floor:
-        raise RequestError(400, f"max_pixels must be at least {floor}")
+    floor, ceiling = model.checkpoint.pixels.min_pixels, model.checkpoint.pixels.max_pixels
+    if request.max_pixels is not None and not floor <= request.max_pixels <= ceiling:
+        raise RequestError(400, f"max_pixels must be between {floor} and {ceiling}")
 
 
-def _check_pixels(images: list[tuple[int, bytes]], limits: Limits) -> None:
-    from ..images import image_size
+def _decode_images(model: JinaV4, images: list[tuple[int, bytes]], max_pixels: int | None, limits: Limits) -> list:
+    """Check sizes, decode fully and check the resize, so no bad image ever reaches a shared batch."""
+    from ..images import image_size, load_rgb
 
+    decoded = []
     for index, data in images:
         try:
             width, height = image_size(data, index)
+            if width * height > limits.max_image_pixels:
+                raise RequestError(
+                    413, f"input {index}: {width}x{height} pixels; the limit is {limits.max_image_pixels}"
+                )
+            image = load_rgb(data, index)
+            model.preprocessor.grid(width, height, max_pixels=max_pixels)
         except ImageLoadError as exc:
             raise RequestError(400, f"input {index}: {exc.reason}") from None
-        if width * height > limits.max_image_pixels:
-            raise RequestError(413, f"input {index}: {width}x{height} pixels; the limit is {limits.max_image_pixels}")
+        except ValueError as exc:  # aspect ratio
+            raise RequestError(400, f"input {index}: {exc}") from None
+        decoded.append((index, image))
+    return decoded
 
 
 async def _image_bytes(content: Any, index: int, limits: Limits) -> bytes:

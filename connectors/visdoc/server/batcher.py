@@ -23,6 +23,7 @@ class Unit:
     dim: int | None
     max_pixels: int | None
     future: asyncio.Future = field(repr=False)
+    size: int = 0  # bytes it holds while queued
 
     @property
     def key(self) -> tuple:
@@ -44,12 +45,15 @@ class MicroBatcher:
         encode: Callable[[str, list[Unit]], EncodeResult],
         *,
         max_queue: int,
+        max_queue_bytes: int = 1 << 30,
         max_items: int = 256,
         max_wait: float = 0.005,
         on_batch: Callable[[int], None] = lambda n: None,
     ) -> None:
         self._encode = encode
         self.max_queue, self.max_items, self.max_wait = max_queue, max_items, max_wait
+        self.max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0
         self._on_batch = on_batch
         self._queue: asyncio.Queue[Unit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -71,6 +75,12 @@ class MicroBatcher:
         """Queue a request's units, all or none (raises :class:`QueueFull`)."""
         if self._queue.qsize() + len(units) > self.max_queue:
             raise QueueFull(f"{self._queue.qsize()} inputs are waiting; the server accepts {self.max_queue}")
+        size = sum(u.size for u in units)
+        if self._queued_bytes + size > self.max_queue_bytes:
+            raise QueueFull(
+                f"{self._queued_bytes} bytes of inputs are waiting; the server holds {self.max_queue_bytes}"
+            )
+        self._queued_bytes += size
         for unit in units:
             self._queue.put_nowait(unit)
 
@@ -84,6 +94,7 @@ class MicroBatcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time())))
                 except TimeoutError:
                     break
+            self._queued_bytes -= sum(u.size for u in batch)
             groups: dict[tuple, list[Unit]] = defaultdict(list)
             for unit in batch:
                 if not unit.future.done():  # its client may have gone away
@@ -92,11 +103,20 @@ class MicroBatcher:
                 self._on_batch(len(units))
                 try:
                     result = await asyncio.to_thread(self._encode, units[0].kind, units)
-                except Exception as exc:  # the whole group fails with the model's message
+                except Exception:  # one bad input must not fail its batch-mates: retry one by one
                     for unit in units:
-                        if not unit.future.done():
-                            unit.future.set_exception(exc)
+                        await self._run_alone(unit)
                     continue
                 for i, unit in enumerate(units):
                     if not unit.future.done():
                         unit.future.set_result((result.dense[i], result.multivector[i]))
+
+    async def _run_alone(self, unit: Unit) -> None:
+        try:
+            result = await asyncio.to_thread(self._encode, unit.kind, [unit])
+        except Exception as exc:
+            if not unit.future.done():
+                unit.future.set_exception(exc)
+            return
+        if not unit.future.done():
+            unit.future.set_result((result.dense[0], result.multivector[0]))

@@ -45,6 +45,7 @@ class Limits:
     max_text_chars: int = 100_000
     max_image_pixels: int = 50_000_000
     max_queue_items: int = 4096
+    max_queue_bytes: int = 1 << 30
     allow_image_urls: bool = False
 
 
@@ -76,14 +77,14 @@ def parse_request(body: Any, limits: Limits) -> EmbeddingRequest:
     if len(items) > limits.max_items:
         raise RequestError(413, f"{len(items)} inputs in one request; the limit is {limits.max_items}")
     task = body.get("task") or DEFAULT_TASK
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise RequestError(400, f"unknown task {task!r}; use one of {sorted(TASKS)}")
     request = EmbeddingRequest(task=TASKS[task][0], prompt=TASKS[task][1])
     request.dim = _optional_int(body, "dimensions")
     request.max_pixels = _optional_int(body, "max_pixels")
     request.multivector = bool(body.get("return_multivector", False))
     kind = body.get("embedding_type") or body.get("encoding_format") or "float"
-    if kind not in ("float", "base64"):
+    if not isinstance(kind, str) or kind not in ("float", "base64"):
         raise RequestError(400, f"embedding_type {kind!r} is not supported; use 'float' or 'base64'")
     request.base64 = kind == "base64"
     for index, item in enumerate(items):
