@@ -202,3 +202,29 @@ def test_killed_ingestion_resumes_to_the_same_points(tmp_path):
         ids_a = sorted(r.id for r in a.iter_records())
         ids_b = sorted(r.id for r in b.iter_records())
         assert a.count() == b.count() == 24 and ids_a == ids_b
+
+
+def test_a_pdf_rewritten_in_place_is_rendered_afresh_in_the_same_process(tiny_fp32, store, tmp_path):
+    pdf = make_pdf(tmp_path / "doc.pdf", 2)
+    ingest(tiny_fp32, store, pdf)  # workers=0: rendering happens in this process
+    doc = pymupdf.open()
+    for i in range(3):
+        doc.new_page().insert_text((72, 72), f"second version, page {i + 1}")
+    doc.save(pdf)
+    report = ingest(tiny_fp32, store, pdf)
+    assert not report.problems and report.pages_stored == 3
+    texts = sorted(r.payload["text"] for r in store.iter_records())
+    assert len(texts) == 3 and all(t.startswith("second version") for t in texts)
+
+
+def test_the_same_file_at_two_paths_is_stored_once_and_survives_a_change_of_one_copy(tiny_fp32, store, tmp_path):
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    make_pdf(folder / "a.pdf", 2)
+    shutil.copy(folder / "a.pdf", folder / "b.pdf")
+    first = ingest(tiny_fp32, store, folder)
+    assert first.pages_stored == 2 and store.count() == 2  # embedded once
+    make_pdf(folder / "b.pdf", 3)  # b changes, a still holds the old content
+    ingest(tiny_fp32, store, folder)
+    documents = {r.payload["document_id"] for r in store.iter_records()}
+    assert len(documents) == 2 and store.count() == 2 + 3

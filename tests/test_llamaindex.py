@@ -160,3 +160,51 @@ def test_imports_do_not_load_torch():
         "print('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_collections_made_by_visdoc_ingest_can_be_queried(tiny_fp32, tmp_path):
+    from llama_index.core.schema import ImageNode
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    from visdoc.ingest import Ingestor
+    from visdoc.store import CollectionSpec, open_store
+
+    with open_store("pages", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path) as store:
+        Ingestor(tiny_fp32, store, workers=0).ingest([SAMPLES])
+    llama = VisdocVectorStore(tiny_fp32, collection="pages", data_dir=tmp_path)
+    result = llama.query(VectorStoreQuery(query_str="revenue", similarity_top_k=4))
+    assert len(result.nodes) == 4 and all(isinstance(n, ImageNode) for n in result.nodes)
+    assert all(n.metadata["source"].startswith(str(SAMPLES)) and n.image for n in result.nodes)  # page images
+    llama.close()
+
+
+def test_delete_and_get_nodes_combine_ids_and_filters(tiny_fp32, tmp_path):
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
+    store.add([TextNode(text=f"t{i}", id_=f"n{i}", metadata={"g": i % 2}) for i in range(6)])
+    odd = MetadataFilters(filters=[MetadataFilter(key="g", value=1)])
+    assert [n.node_id for n in store.get_nodes(["n3", "n0", "n1"])] == ["n3", "n0", "n1"]
+    assert sorted(n.node_id for n in store.get_nodes(["n0", "n1", "n3"], filters=odd)) == ["n1", "n3"]
+    store.delete_nodes([], filters=odd)  # an empty id list deletes nothing
+    store.delete_nodes(["n0", "n1"], filters=odd)  # only n1 is in both
+    assert sorted(n.node_id for n in store.get_nodes()) == ["n0", "n2", "n3", "n4", "n5"]
+    store.close()
+
+
+async def test_store_queries_do_not_block_the_event_loop(tiny_fp32, tmp_path):
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
+    await store.async_add([TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)])
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    result = await store.aquery(VectorStoreQuery(query_str=TEXTS[3], similarity_top_k=2))
+    task.cancel()
+    assert ticks > 0 and len(result.nodes) == 2
+    store.close()

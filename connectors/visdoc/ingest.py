@@ -110,7 +110,15 @@ class Ingestor:
         start = time.perf_counter()
         files, problems = discover(paths)
         report = IngestReport(files=len(files) + len(problems), problems=problems)
-        documents = [doc for file in files if (doc := self._plan(file, report)) is not None]
+        documents = []
+        seen: set[str] = set()
+        for file in files:
+            doc = self._plan(file, report, current={d.document_id for d in documents})
+            if doc is not None and doc.document_id in seen:  # the same content at another path: stored once
+                report.documents_unchanged += 1
+            elif doc is not None:
+                seen.add(doc.document_id)
+                documents.append(doc)
         todo = [doc for doc in documents if doc.missing]
         report.documents_unchanged += len(documents) - len(todo)
         total = sum(len(doc.missing) for doc in todo)
@@ -126,7 +134,7 @@ class Ingestor:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _plan(self, file: SourceFile, report: IngestReport) -> _Document | None:
+    def _plan(self, file: SourceFile, report: IngestReport, current: set[str] = frozenset()) -> _Document | None:
         """Identify a file, count its pages/chunks and find which are not stored yet."""
         try:
             content_hash = _sha256(file.path)
@@ -145,16 +153,19 @@ class Ingestor:
         except (SourceError, OSError) as exc:
             report.problems.append(Problem(str(file.path), str(exc)))
             return None
-        report.documents_replaced += self._drop_older_versions(doc)
+        report.documents_replaced += self._drop_older_versions(doc, keep=current)
         ids = [point_id(document_id, i) for i in range(doc.total)]
         stored = {record.id for record in self.store.retrieve(ids)}
         doc.missing = [i for i, pid in enumerate(ids) if pid not in stored]
         return doc
 
-    def _drop_older_versions(self, doc: _Document) -> int:
-        """Delete pages stored from the same path with other content; returns how many versions."""
+    def _drop_older_versions(self, doc: _Document, keep: set[str]) -> int:
+        """Delete pages stored from the same path with other content; returns how many versions.
+
+        Content that another file of this run still has (a copy at another path) is kept.
+        """
         source = PageFilter(sources=(str(doc.file.path),))
-        older = {r.payload.get("document_id") for r in self.store.iter_records(source)} - {doc.document_id}
+        older = {r.payload.get("document_id") for r in self.store.iter_records(source)} - {doc.document_id} - keep
         for document_id in older:
             self.store.delete(PageFilter(document_ids=(document_id,), sources=(str(doc.file.path),)))
         return len(older)

@@ -55,6 +55,9 @@ class RemoteJinaV4:
         self.dims = tuple(info["dims"])
         self.tasks = tuple(info["tasks"])
         self.multivector_dim = int(info["multivector_dim"])
+        limits = info.get("limits", {})
+        self._max_items = int(limits.get("max_items", REQUEST_ITEMS))
+        self._max_body = int(limits.get("max_body_bytes", 32 << 20)) // 2  # headroom for JSON framing
         pixels = info["pixels"] | {k: tuple(info["pixels"][k]) for k in ("image_mean", "image_std")}
         self.checkpoint = RemoteCheckpoint(PixelBudget(**pixels), self.dims, self.tasks)
         tokenizer_json = self._call("GET", "/v1/tokenizer.json").text
@@ -120,9 +123,9 @@ class RemoteJinaV4:
         if not (dense or multivector):
             raise ValueError("nothing to compute: set dense=True and/or multivector=True")
         dense_rows, tokens = [], []
-        step = batch_size or REQUEST_ITEMS
-        for start in range(0, len(items), step):
-            body = {"input": items[start : start + step], "task": api_task, "embedding_type": "base64",
+        step = min(batch_size or REQUEST_ITEMS, self._max_items)
+        for chunk in _chunks(items, step, self._max_body):
+            body = {"input": chunk, "task": api_task, "embedding_type": "base64",
                     "return_multivector": multivector, **extra}  # fmt: skip
             if dim is not None:
                 body["dimensions"] = dim
@@ -154,6 +157,20 @@ class RemoteJinaV4:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _chunks(items: list[dict], max_items: int, max_bytes: int) -> list[list[dict]]:
+    """Split inputs into requests of at most ``max_items`` and about ``max_bytes`` each."""
+    chunks: list[list[dict]] = [[]]
+    size = 0
+    for item in items:
+        cost = sum(len(v) for v in item.values())
+        if chunks[-1] and (len(chunks[-1]) >= max_items or size + cost > max_bytes):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += cost
+    return [c for c in chunks if c]
 
 
 def _detail(response: Any) -> str:

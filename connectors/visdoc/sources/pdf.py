@@ -57,7 +57,8 @@ def render_pages(path: str, pages: list[int], budget: tuple[int, int, int]) -> l
     within the budget), so nothing is rendered only to be downsampled again. A page that fails
     comes back with ``error`` set instead of pixels.
     """
-    doc = _cached(path)
+    stat = Path(path).stat()
+    doc = _cached(path, stat.st_mtime_ns, stat.st_size)  # a rewritten file is opened afresh
     out = []
     for number in pages:
         try:
@@ -83,7 +84,7 @@ def _render(doc: Any, number: int, budget: tuple[int, int, int]) -> RenderedPage
 
 
 @lru_cache(maxsize=1)
-def _cached(path: str) -> Any:
+def _cached(path: str, mtime_ns: int, size: int) -> Any:
     return _open(path)
 
 

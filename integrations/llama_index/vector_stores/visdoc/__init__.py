@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.bridge.pydantic import PrivateAttr
-from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     FilterCondition,
@@ -19,7 +21,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from visdoc.documents import framework_payload, metadata_filter, point_id_for
+from visdoc.documents import framework_payload, metadata_filter, page_data_uri, point_id_for, unpack
 
 if TYPE_CHECKING:
     from visdoc import JinaV4
@@ -135,7 +137,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
             for i, node in enumerate(group):
                 payload = framework_payload(node.node_id, node.get_content(), node.metadata, kind)
                 payload[REF_DOC_ID] = node.ref_doc_id
-                payload[NODE] = node_to_metadata_dict(node, remove_text=False, flat_metadata=False)
+                payload[NODE] = _node_dict(node)
                 span = self.model.tokenizer.content_span(kind, len(result.multivector[i]))
                 points.append(
                     PagePoint(point_id_for(node.node_id), result.dense[i], result.multivector[i], payload, span)
@@ -153,11 +155,13 @@ class VisdocVectorStore(BasePydanticVectorStore):
     def delete_nodes(
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **kwargs: Any
     ) -> None:
+        """Delete the nodes matching both ``node_ids`` (when given) and ``filters`` (when given)."""
+        if node_ids is not None and not node_ids:
+            return
+        where = _page_filter(filters, ids=node_ids)
         with self._lock:
-            if node_ids:
-                self.client.delete_ids([point_id_for(i) for i in node_ids])
-            if filters is not None:
-                self.client.delete(_page_filter(filters))
+            if not where.is_empty():
+                self.client.delete(where)
 
     def clear(self) -> None:
         from visdoc.store import PageFilter
@@ -169,12 +173,14 @@ class VisdocVectorStore(BasePydanticVectorStore):
     # -- reading -------------------------------------------------------------------------------
 
     def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
+        if node_ids is not None and not node_ids:
+            return []
         with self._lock:
-            if node_ids is not None:
-                records = self.client.retrieve([point_id_for(i) for i in node_ids])
-            else:
-                records = list(self.client.iter_records(_page_filter(filters)))
-        return [metadata_dict_to_node(r.payload[NODE], text=r.payload.get("text")) for r in records]
+            records = list(self.client.iter_records(_page_filter(filters, ids=node_ids)))
+        if node_ids is not None:  # in the order asked for
+            order = {point_id_for(i): n for n, i in enumerate(node_ids)}
+            records.sort(key=lambda r: order[r.id])
+        return [_to_node(r) for r in records]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         from visdoc.store import QueryVectors
@@ -192,8 +198,27 @@ class VisdocVectorStore(BasePydanticVectorStore):
                 pooled_prefetch=kwargs.get("pooled_prefetch", self.pooled_prefetch),
                 where=_page_filter(query.filters, query.doc_ids),
             )
-        nodes = [metadata_dict_to_node(h.payload[NODE], text=h.payload.get("text")) for h in hits]
+        nodes = [_to_node(h) for h in hits]
         return VectorStoreQueryResult(nodes=nodes, similarities=[h.score for h in hits], ids=[n.node_id for n in nodes])
+
+    async def async_add(self, nodes: list[BaseNode], **kwargs: Any) -> list[str]:
+        return await asyncio.to_thread(self.add, nodes, **kwargs)
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        return await asyncio.to_thread(self.query, query, **kwargs)
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+
+    async def adelete_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **kwargs: Any
+    ) -> None:
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters, **kwargs)
+
+    async def aget_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None
+    ) -> list[BaseNode]:
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters)
 
     def close(self) -> None:
         """Release the collection (an embedded one can then be opened by another process)."""
@@ -213,7 +238,36 @@ def _image_input(node: ImageNode) -> Any:
     return None
 
 
-def _page_filter(filters: MetadataFilters | None, doc_ids: list[str] | None = None) -> PageFilter:
+def _node_dict(node: BaseNode) -> dict[str, Any]:
+    """The node as LlamaIndex serialises it, without the text (kept once, in ``text``) or base64 image."""
+    data = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
+    content = json.loads(data["_node_content"])
+    content.pop("image", None)
+    data["_node_content"] = json.dumps(content)
+    return data
+
+
+def _to_node(point: Any) -> BaseNode:
+    """A node from a stored point; points written by ``visdoc ingest`` become Text/ImageNodes."""
+    payload = point.payload
+    if NODE in payload:
+        node = metadata_dict_to_node(payload[NODE], text=payload.get("text"))
+    else:
+        doc_id, text, metadata = unpack(point)
+        node = (
+            ImageNode(id_=doc_id, text=text, metadata=metadata)
+            if metadata.get("image_path")
+            else TextNode(id_=doc_id, text=text, metadata=metadata)
+        )
+    reference = node.metadata.get("image_path")
+    if isinstance(node, ImageNode) and not (node.image or node.image_path) and reference:
+        node.image = page_data_uri(reference).split(",", 1)[1]  # rendered again for multimodal LLMs
+    return node
+
+
+def _page_filter(
+    filters: MetadataFilters | None, doc_ids: list[str] | None = None, ids: list[str] | None = None
+) -> PageFilter:
     from visdoc.store import PageFilter
 
     conditions: dict[str, Any] = {}
@@ -226,4 +280,4 @@ def _page_filter(filters: MetadataFilters | None, doc_ids: list[str] | None = No
     fields = metadata_filter(conditions)
     if doc_ids:
         fields += ((REF_DOC_ID, list(doc_ids)),)
-    return PageFilter(fields=fields)
+    return PageFilter(fields=fields, ids=tuple(point_id_for(i) for i in ids or ()))
