@@ -93,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--allow-image-urls", action="store_true", help="fetch images given as http(s) URLs")
     server.set_defaults(run=_serve)
 
+    evaluate = commands.add_parser("eval", help="evaluate retrieval modes and compression options on a dataset")
+    evaluate.add_argument("dataset", help="folder in BEIR layout (texts) or the page layout (images, PDF pages)")
+    evaluate.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
+    evaluate.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    _model_options(evaluate)
+    evaluate.set_defaults(run=_eval)
+
     info = commands.add_parser("info", help="describe a collection and its documents")
     _store_options(info)
     info.set_defaults(run=_info)
@@ -184,6 +192,25 @@ def _serve(args: argparse.Namespace) -> int:
     auth = "bearer token required" if args.api_key else "no authentication"
     print(f"serving {model.name} on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
     serve(model, host=args.host, port=args.port, api_key=args.api_key, limits=limits)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation import format_table, load_dataset, run_evaluation
+
+    dataset = load_dataset(args.dataset, args.split)
+    model = _load_model(args, args.model)
+    print(
+        f"{dataset.name}: {len(dataset.corpus)} {dataset.kind} items, {len(dataset.queries)} queries", file=sys.stderr
+    )
+    results = run_evaluation(model, dataset, k=args.k)
+    if args.json:
+        rows = [{"mode": r.mode, **r.metrics, "bytes_per_item": r.bytes_per_item, "p50_ms": r.p50_ms} for r in results]
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(results))
     return 0
 
 

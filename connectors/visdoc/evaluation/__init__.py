@@ -1,5 +1,16 @@
-"""Retrieval evaluation: metrics from trec_eval, datasets from local files."""
+"""Retrieval evaluation: datasets from local files, metrics from trec_eval, modes side by side."""
 
+from .datasets import Dataset, DatasetError, load_dataset
 from .metrics import evaluate
+from .runner import DEFAULT_OPTIONS, ModeResult, format_table, run_evaluation
 
-__all__ = ["evaluate"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "Dataset",
+    "DatasetError",
+    "ModeResult",
+    "evaluate",
+    "format_table",
+    "load_dataset",
+    "run_evaluation",
+]

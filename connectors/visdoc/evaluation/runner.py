@@ -1,0 +1,128 @@
+"""Evaluate retrieval modes and compression options side by side on a labelled dataset."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..documents import point_id_for
+from ..store import CollectionSpec, PagePoint, QueryVectors, open_store
+from .datasets import Dataset
+from .metrics import evaluate
+
+if TYPE_CHECKING:
+    from ..model import JinaV4
+
+DEFAULT_OPTIONS = {  # name -> collection settings besides dim (rerank search on each)
+    "rerank float16": {},
+    "rerank float32": {"multivector_datatype": "float32"},
+    "rerank scalar int8": {"quantization": "scalar"},
+    "rerank binary": {"quantization": "binary"},
+    "rerank token pooling x3": {"token_pool_factor": 3},
+}
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    metrics: dict[str, float]
+    bytes_per_item: float
+    p50_ms: float
+    extra: dict = field(default_factory=dict)
+
+
+def run_evaluation(
+    model: JinaV4,
+    dataset: Dataset,
+    *,
+    options: dict[str, dict] | None = None,
+    k: int = 10,
+    prefetch: int = 100,
+    pooled_prefetch: int = 64,
+    task: str = "retrieval",
+) -> list[ModeResult]:
+    """Embed the corpus once, then score every mode: dense at each Matryoshka size and exact
+    MaxSim (numpy, the references), and each compression option as a real embedded collection
+    searched the default way (dense + pooled prefetch, MaxSim rerank)."""
+    if dataset.kind == "text":
+        docs = model.encode_texts(dataset.corpus, task=task, prompt_name="passage", multivector=True)
+    else:
+        docs = model.encode_images(dataset.corpus, task=task, multivector=True)
+    query_ids = list(dataset.queries)
+    texts = [dataset.queries[q] for q in query_ids]
+    queries = model.encode_texts(texts, task=task, prompt_name="query", multivector=True)
+    ids = np.array(dataset.corpus_ids)
+    results = []
+    for dim in model.dims:
+        d = _unit(docs.dense[:, :dim])
+        q = _unit(queries.dense[:, :dim])
+        run, latencies = {}, []
+        for i, qid in enumerate(query_ids):
+            start = time.perf_counter()
+            scores = d @ q[i]
+            top = np.argsort(-scores)[:k]
+            latencies.append(1000 * (time.perf_counter() - start))
+            run[qid] = {str(ids[j]): float(scores[j]) for j in top}
+        results.append(ModeResult(f"dense {dim}", evaluate(dataset.qrels, run), dim * 4, _p50(latencies)))
+    run, latencies = {}, []
+    for i, qid in enumerate(query_ids):
+        start = time.perf_counter()
+        scores = np.array([(queries.multivector[i] @ m.T).max(axis=1).sum() for m in docs.multivector])
+        top = np.argsort(-scores)[:k]
+        latencies.append(1000 * (time.perf_counter() - start))
+        run[qid] = {str(ids[j]): float(scores[j]) for j in top}
+    tokens = float(np.mean([len(m) for m in docs.multivector]))
+    results.append(
+        ModeResult("exact MaxSim (float32)", evaluate(dataset.qrels, run), tokens * 128 * 4, _p50(latencies))
+    )
+    for name, settings in (options if options is not None else DEFAULT_OPTIONS).items():
+        results.append(_collection_mode(name, {"task": task, **settings}, model, dataset, docs, queries, query_ids, k,
+                                        prefetch, pooled_prefetch))  # fmt: skip
+    return results
+
+
+def _collection_mode(name, settings, model, dataset, docs, queries, query_ids, k, prefetch, pooled_prefetch):  # noqa: ANN001, ANN202
+    spec = CollectionSpec(dim=model.dims[-1], **settings)
+    kind = "text_chunk" if dataset.kind == "text" else "page_image"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store("eval", spec, data_dir=tmp)
+        points = [
+            PagePoint(point_id_for(cid), docs.dense[i], docs.multivector[i], {"doc_id": cid},
+                      model.tokenizer.content_span(kind, len(docs.multivector[i])))
+            for i, cid in enumerate(dataset.corpus_ids)
+        ]  # fmt: skip
+        for start in range(0, len(points), 64):
+            store.upsert(points[start : start + 64])
+        store.optimize()
+        run, latencies = {}, []
+        for i, qid in enumerate(query_ids):
+            vectors = QueryVectors(queries.dense[i], queries.multivector[i])
+            started = time.perf_counter()
+            hits = store.search(vectors, k=k, prefetch=prefetch, pooled_prefetch=pooled_prefetch)
+            latencies.append(1000 * (time.perf_counter() - started))
+            run[qid] = {h.payload["doc_id"]: h.score for h in hits}
+        store.close()
+        size = sum(f.stat().st_blocks * 512 for f in Path(tmp).rglob("*") if f.is_file())
+    return ModeResult(name, evaluate(dataset.qrels, run), size / len(dataset.corpus_ids), _p50(latencies))
+
+
+def format_table(results: list[ModeResult]) -> str:
+    names = list(results[0].metrics)
+    lines = [f"{'mode':<26} " + " ".join(f"{n:>9}" for n in names) + f" {'B/item':>10} {'p50 ms':>7}"]
+    for r in results:
+        values = " ".join(f"{r.metrics[n]:9.4f}" for n in names)
+        lines.append(f"{r.mode:<26} {values} {r.bytes_per_item:10,.0f} {r.p50_ms:7.2f}")
+    return "\n".join(lines)
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def _p50(values: list[float]) -> float:
+    return float(np.percentile(values, 50)) if values else 0.0
