@@ -5,7 +5,7 @@ option a collection is built in the embedded engine and measured:
 
 * bytes/page: the collection folder after ingestion (allocated blocks), and the size of the
   multivector part alone (stored + quantized copy) from the option's arithmetic;
-* p50 ms: the default search (dense 100 + pooled 64 prefetch -> MaxSim rerank);
+* p50 ms: the default search (dense 100 + pooled 64 prefetch [+ row/column 64] -> MaxSim rerank);
 * agreement: nDCG@10 of the option's ranking against the exact full float32 MaxSim ranking
   (graded relevance 10..1 for the exact top 10), computed by pytrec_eval, twice:
   - ``rerank exact@100``: the option reranks the exact top-100 candidates itself (isolates the
@@ -39,6 +39,7 @@ OPTIONS = {
     "float16 + scalar int8": CollectionSpec(dim=2048, quantization="scalar"),
     "float16 + binary": CollectionSpec(dim=2048, quantization="binary"),
     "token pooling x3": CollectionSpec(dim=2048, token_pool_factor=3),
+    "+ row/column prefetch": CollectionSpec(dim=2048, rowcol=True),
 }
 
 
@@ -49,6 +50,7 @@ def page_id(n: int) -> str:
 def multivector_bytes(spec: CollectionSpec, tokens: int) -> float:
     """Bytes per page of the multivector: stored values plus any quantized copy."""
     stored = tokens / spec.token_pool_factor * 128 * (4 if spec.multivector_datatype == "float32" else 2)
+    stored += (25 + 30) * 128 * 2 if spec.rowcol else 0
     quantized = {"none": 0, "scalar": tokens * 128, "binary": tokens * 128 / 8}[spec.quantization]
     return stored + quantized
 
@@ -73,7 +75,7 @@ def main() -> None:
     for name, spec in OPTIONS.items():
         with tempfile.TemporaryDirectory() as tmp:
             store = open_store("bench", spec, data_dir=tmp)
-            load(store, pages.tokens, pages.dense)
+            load(store, pages.tokens, pages.dense, grid=(25, 30))  # 750 tokens as a 25 x 30 patch grid
             store.optimize()
             allocated, _ = folder_bytes(Path(tmp) / "bench")
             candidates = [

@@ -53,11 +53,14 @@ def folder_bytes(path: Path) -> tuple[int, int]:
     return allocated, apparent
 
 
-def load(store: Store, tokens: np.ndarray, dense: np.ndarray) -> float:
-    """Upsert every page in batches; returns pages per second (including pooling)."""
+def load(store: Store, tokens: np.ndarray, dense: np.ndarray, grid: tuple[int, int] | None = None) -> float:
+    """Upsert every page in batches; returns pages per second (including pooling).
+
+    ``grid`` lays each page's tokens out as rows x columns (for row/column prefetch vectors).
+    """
     start = time.perf_counter()
     for lo in range(0, len(tokens), BATCH):
-        store.upsert([PagePoint(f"00000000-0000-0000-0000-{i:012d}", dense[i], tokens[i], {"page": i})
+        store.upsert([PagePoint(f"00000000-0000-0000-0000-{i:012d}", dense[i], tokens[i], {"page": i}, grid=grid)
                       for i in range(lo, min(lo + BATCH, len(tokens)))])  # fmt: skip
     return len(tokens) / (time.perf_counter() - start)
 

@@ -15,6 +15,7 @@ OPTIONS = {
     "scalar int8": CollectionSpec(dim=32, quantization="scalar"),
     "binary": CollectionSpec(dim=32, quantization="binary"),
     "token pooling x3": CollectionSpec(dim=32, token_pool_factor=3),
+    "row/column prefetch": CollectionSpec(dim=32, rowcol=True, pool_size=0),
 }
 HEAD, TAIL = 5, 3  # template tokens before and after the content, never pooled
 
@@ -29,7 +30,8 @@ def pages(n: int = 12) -> list[PagePoint]:
     for i in range(n):
         topics = unit(rng.normal(size=(4, 128)))
         tokens = unit(topics[rng.integers(0, 4, size=60)] + 0.3 * rng.normal(size=(60, 128)) / np.sqrt(128) * 4)
-        out.append(PagePoint(point_id("doc", i), unit(rng.normal(size=32)), tokens, {"page": i}, (HEAD, 60 - TAIL)))
+        span, grid = (HEAD, 60 - TAIL), (4, 13)  # 52 content tokens as 4 rows of 13 patches
+        out.append(PagePoint(point_id("doc", i), unit(rng.normal(size=32)), tokens, {"page": i}, span, grid))
     return out
 
 
@@ -67,6 +69,19 @@ def test_pooling_cuts_content_tokens_by_the_factor_and_keeps_template_tokens():
         np.testing.assert_array_equal(pooled[-8:], tokens[-8:])
         np.testing.assert_allclose(np.linalg.norm(pooled, axis=1), 1, atol=1e-5)
     np.testing.assert_array_equal(pool_tokens(tokens, 1), tokens)
+
+
+def test_row_column_means_follow_the_patch_grid():
+    from visdoc.store.base import row_column_means
+
+    tokens = np.zeros((2 + 6 + 1, 128), np.float32)
+    tokens[2:8, 0] = [1, 1, 1, 0, 0, 0]  # row 0 points along axis 0
+    tokens[2:8, 1] = [0, 0, 0, 1, 1, 1]  # row 1 along axis 1
+    means = row_column_means(tokens, (2, 3), (2, 8))
+    assert means.shape == (5, 128)  # 2 rows + 3 columns
+    np.testing.assert_allclose(means[0, :2], [1, 0], atol=1e-6)
+    np.testing.assert_allclose(means[1, :2], [0, 1], atol=1e-6)
+    np.testing.assert_allclose(means[2, :2], [2**-0.5, 2**-0.5], atol=1e-6)
 
 
 def test_queries_are_never_pooled(tmp_path):

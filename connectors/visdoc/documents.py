@@ -56,6 +56,16 @@ def metadata_filter(conditions: dict[str, Any] | None) -> tuple[tuple[str, Any],
     return tuple((f"{METADATA}.{key}", value) for key, value in (conditions or {}).items())
 
 
+def page_grid(model: Any, image: Any, max_pixels: int | None = None) -> tuple[int, int]:
+    """(rows, cols) of the language-model tokens a page image becomes (one per 28x28 pixels)."""
+    from .images import image_size
+    from .preprocess import ImagePreprocessor
+
+    pixels = model.checkpoint.pixels
+    grid = ImagePreprocessor(pixels).grid(*image_size(image, 0), max_pixels=max_pixels)
+    return grid.h // pixels.merge_size, grid.w // pixels.merge_size
+
+
 def load_page_image(reference: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """The RGB image behind a page reference (PDF pages are rendered within ``max_pixels``)."""
     from PIL import Image

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .documents import METADATA, image_reference
+from .documents import METADATA, image_reference, page_grid
 from .errors import ImageLoadError
 from .sources import Problem, RenderedPage, SourceError, SourceFile, chunk_spans, discover, pdf_info, read_text
 from .sources.pdf import render_pages
@@ -262,6 +262,7 @@ class Ingestor:
                 dense=result.dense[i],
                 multivector=result.multivector[i],
                 content_span=self.model.tokenizer.content_span(kind, len(result.multivector[i])),
+                grid=page_grid(self.model, u.content, self.max_pixels) if kind == "page_image" else None,
                 payload={
                     METADATA: _metadata(u, kind),
                     "document_id": u.doc.document_id,

@@ -101,12 +101,13 @@ class VisdocVectorStore(VectorStore):
                                         dim=dim, multivector=True, batch_size=self.embedding.batch_size)  # fmt: skip
             points += self._points([(ids[i], documents[i], "text_chunk") for i in texts], result)
         if pages:
-            from visdoc.documents import load_page_image
+            from visdoc.documents import load_page_image, page_grid
 
             images = [load_page_image(documents[i].metadata["image_path"]) for i in pages]
             result = model.encode_images(images, task=task, dim=dim, multivector=True,
                                          batch_size=self.embedding.batch_size)  # fmt: skip
-            points += self._points([(ids[i], documents[i], "page_image") for i in pages], result)
+            grids = [page_grid(model, image) for image in images]
+            points += self._points([(ids[i], documents[i], "page_image") for i in pages], result, grids)
         with self._lock:
             self.store.upsert(points)
         return list(ids)
@@ -132,7 +133,7 @@ class VisdocVectorStore(VectorStore):
         with self._lock:
             return Ingestor(self.embedding.model, self.store, **ingest_options).ingest(paths)
 
-    def _points(self, items: list[tuple[str, Document, str]], result: Any) -> list:
+    def _points(self, items: list[tuple[str, Document, str]], result: Any, grids: list | None = None) -> list:
         from visdoc.store import PagePoint
 
         return [
@@ -142,6 +143,7 @@ class VisdocVectorStore(VectorStore):
                 result.multivector[i],
                 framework_payload(doc_id, doc.page_content, doc.metadata, kind),
                 self.embedding.model.tokenizer.content_span(kind, len(result.multivector[i])),
+                grids[i] if grids else None,
             )  # fmt: skip
             for i, (doc_id, doc, kind) in enumerate(items)
         ]

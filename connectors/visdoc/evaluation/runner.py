@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..documents import point_id_for
+from ..documents import page_grid, point_id_for
 from ..store import CollectionSpec, PagePoint, QueryVectors, open_store
 from .datasets import Dataset
 from .metrics import evaluate
@@ -24,6 +24,7 @@ DEFAULT_OPTIONS = {  # name -> collection settings besides dim (rerank search on
     "rerank scalar int8": {"quantization": "scalar"},
     "rerank binary": {"quantization": "binary"},
     "rerank token pooling x3": {"token_pool_factor": 3},
+    "rerank + row/column prefetch": {"rowcol": True},
 }
 
 
@@ -93,7 +94,8 @@ def _collection_mode(name, settings, model, dataset, docs, queries, query_ids, k
         store = open_store("eval", spec, data_dir=tmp)
         points = [
             PagePoint(point_id_for(cid), docs.dense[i], docs.multivector[i], {"doc_id": cid},
-                      model.tokenizer.content_span(kind, len(docs.multivector[i])))
+                      model.tokenizer.content_span(kind, len(docs.multivector[i])),
+                      page_grid(model, dataset.corpus[i]) if kind == "page_image" else None)
             for i, cid in enumerate(dataset.corpus_ids)
         ]  # fmt: skip
         for start in range(0, len(points), 64):

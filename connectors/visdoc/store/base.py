@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import VisdocError
 from .schema import (
@@ -14,6 +14,7 @@ from .schema import (
     DENSE,
     MULTI,
     POOLED,
+    ROWCOL,
     CollectionSpec,
     Hit,
     PageFilter,
@@ -51,7 +52,8 @@ class SearchPlan:
 
     def vector(self, name: str) -> list[float] | list[list[float]]:
         """The query vector scored against the stored vector ``name``."""
-        return {DENSE: self.dense, MULTI: self.multivector, POOLED: self.pooled}[name]  # type: ignore[return-value]
+        vectors = {DENSE: self.dense, MULTI: self.multivector, POOLED: self.pooled, ROWCOL: self.multivector}
+        return vectors[name]  # type: ignore[return-value]
 
     @property
     def final(self) -> str:
@@ -180,6 +182,8 @@ def first_stages(spec: CollectionSpec, prefetch: int, pooled_prefetch: int, k: i
     stages = {DENSE: max(prefetch, k)} if prefetch > 0 else {}
     if spec.pool_size > 0 and pooled_prefetch > 0:
         stages[POOLED] = max(pooled_prefetch, k)
+    if spec.rowcol and pooled_prefetch > 0:
+        stages[ROWCOL] = max(pooled_prefetch, k)
     if not stages:
         raise ValueError("rerank needs a first stage: set prefetch and/or pooled_prefetch above 0")
     return stages
@@ -195,10 +199,23 @@ def stored_vectors(point: PagePoint, spec: CollectionSpec) -> dict[str, list]:
     vectors = {DENSE: np.asarray(point.dense, dtype=np.float32).tolist()}
     if spec.pool_size:
         vectors[POOLED] = pooled(multi, spec)
+    if spec.rowcol and point.grid is not None:
+        vectors[ROWCOL] = row_column_means(multi, point.grid, point.content_span).tolist()
     if spec.token_pool_factor > 1:
         multi = pool_tokens(multi, spec.token_pool_factor, point.content_span)
     vectors[MULTI] = multi.tolist()
     return vectors
+
+
+def row_column_means(tokens: Any, grid: tuple[int, int], span: tuple[int, int] | None) -> Any:
+    """Unit means of each row and each column of a page's patch tokens (``rows + cols`` vectors)."""
+    import numpy as np
+
+    rows, cols = grid
+    start = span[0] if span else 0
+    patches = np.asarray(tokens, dtype=np.float32)[start : start + rows * cols].reshape(rows, cols, -1)
+    means = np.concatenate([patches.mean(axis=1), patches.mean(axis=0)])
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
 
 
 def pooled(multivector: object, spec: CollectionSpec) -> list[list[float]]:

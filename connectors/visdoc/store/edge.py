@@ -25,6 +25,7 @@ from .schema import (
     MULTI,
     MULTIVECTOR_DIM,
     POOLED,
+    ROWCOL,
     CollectionSpec,
     Hit,
     PageFilter,
@@ -103,14 +104,16 @@ class EdgeStore(Store):
                 ),
             }
             | ({POOLED: self._pooled_params()} if spec.pool_size else {})
+            | ({ROWCOL: self._pooled_params(cosine=True)} if spec.rowcol else {})
         )
 
-    def _pooled_params(self) -> Any:
-        """Centroids scored by dot product: query cluster sums carry their token counts as length."""
+    def _pooled_params(self, cosine: bool = False) -> Any:
+        """A small prefetch multivector (no HNSW). Centroids use dot product: query cluster sums
+        carry their token counts as length; row/column means use cosine."""
         qe = self._qe
         return qe.EdgeVectorParams(
             size=MULTIVECTOR_DIM,
-            distance=qe.Distance.Dot,
+            distance=qe.Distance.Cosine if cosine else qe.Distance.Dot,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             datatype=qe.VectorStorageDatatype.Float16,
             hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10),
@@ -178,7 +181,8 @@ class EdgeStore(Store):
         flt = self._filter(plan.where)
         params = None
         if self.spec.quantization != "none":
-            params = qe.SearchParams(quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0))
+            rescore = qe.QuantizationSearchParams(rescore=True, oversampling=self.spec.oversampling)
+            params = qe.SearchParams(quantization=rescore)
         prefetches = [
             qe.Prefetch(limit=limit, query=qe.Query.Nearest(plan.vector(using), using=using), filter=flt)
             for using, limit in plan.first_stages.items()

@@ -9,6 +9,7 @@ from typing import Any, Literal
 DENSE = "dense"
 MULTI = "multi"
 POOLED = "pooled"
+ROWCOL = "rowcol"
 MULTIVECTOR_DIM = 128
 DEFAULT_COLLECTION = "visdoc"
 DEFAULT_PREFETCH = 100
@@ -43,7 +44,9 @@ class CollectionSpec:
     ``multivector_datatype`` float16 halves storage at no measurable cost; ``quantization`` adds
     a compressed copy of the multivector for faster scoring, rescored with the originals;
     ``token_pool_factor`` > 1 stores about 1/factor of each document's content tokens
-    (hierarchical pooling; queries are never pooled).
+    (hierarchical pooling; queries are never pooled). ``rowcol`` adds, for page images, the mean
+    of each row and each column of the patch grid as a further prefetch vector (Qdrant's
+    recipe). ``oversampling`` is how many extra candidates quantized search rescores.
     """
 
     dim: int
@@ -56,6 +59,8 @@ class CollectionSpec:
     hnsw_ef_construct: int = 100
     pool_size: int = 16
     token_pool_factor: int = 1
+    rowcol: bool = False
+    oversampling: float = 2.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,6 +129,7 @@ class PagePoint:
     multivector: Any  # np.ndarray [tokens, 128] float32
     payload: dict[str, Any]
     content_span: tuple[int, int] | None = None  # tokens token pooling may merge (default: all)
+    grid: tuple[int, int] | None = None  # (rows, cols) of a page image's content tokens
 
 
 @dataclass

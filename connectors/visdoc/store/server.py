@@ -14,6 +14,7 @@ from .schema import (
     MULTI,
     MULTIVECTOR_DIM,
     POOLED,
+    ROWCOL,
     CollectionSpec,
     Hit,
     PageFilter,
@@ -103,7 +104,8 @@ class ServerStore(Store):
                     quantization_config=quantization,
                 ),
             }
-            | ({POOLED: pooled_params} if spec.pool_size else {}),
+            | ({POOLED: pooled_params} if spec.pool_size else {})
+            | ({ROWCOL: pooled_params.model_copy(update={"distance": m.Distance.COSINE})} if spec.rowcol else {}),
             shard_number=shards,
             replication_factor=replicas,
             write_consistency_factor=consistency,
@@ -193,7 +195,8 @@ class ServerStore(Store):
         ]
         params = None
         if self.spec.quantization != "none":
-            params = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True, oversampling=2.0))
+            rescore = m.QuantizationSearchParams(rescore=True, oversampling=self.spec.oversampling)
+            params = m.SearchParams(quantization=rescore)
         response = self.client.query_points(
             self.name,
             query=plan.vector(plan.final),  # the multivector has no HNSW graph: scoring it is exact

@@ -21,7 +21,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from visdoc.documents import framework_payload, metadata_filter, page_data_uri, point_id_for, unpack
+from visdoc.documents import framework_payload, metadata_filter, page_data_uri, page_grid, point_id_for, unpack
 
 if TYPE_CHECKING:
     from visdoc import JinaV4
@@ -138,10 +138,10 @@ class VisdocVectorStore(BasePydanticVectorStore):
                 payload = framework_payload(node.node_id, node.get_content(), node.metadata, kind)
                 payload[REF_DOC_ID] = node.ref_doc_id
                 payload[NODE] = _node_dict(node)
-                span = self.model.tokenizer.content_span(kind, len(result.multivector[i]))
-                points.append(
-                    PagePoint(point_id_for(node.node_id), result.dense[i], result.multivector[i], payload, span)
-                )
+                tokens = result.multivector[i]
+                span = self.model.tokenizer.content_span(kind, len(tokens))
+                grid = page_grid(self.model, _image_input(node)) if kind == "page_image" else None
+                points.append(PagePoint(point_id_for(node.node_id), result.dense[i], tokens, payload, span, grid))
         with self._lock:
             self.client.upsert(points)
         return [n.node_id for n in nodes]
