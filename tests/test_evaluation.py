@@ -63,3 +63,17 @@ def test_cli_eval_json():
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     rows = json.loads(out)
     assert rows[0]["mode"].startswith("dense") and "ndcg@10" in rows[0] and rows[-1]["bytes_per_item"] > 0
+
+
+def test_an_ingested_collection_is_scored_like_the_on_the_fly_index(tiny_fp32, tmp_path):
+    from visdoc.evaluation import evaluate_collection
+    from visdoc.ingest import Ingestor
+    from visdoc.store import CollectionSpec, open_store
+
+    dataset = load_dataset(EVAL_SET)
+    with open_store("pages", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path) as store:
+        Ingestor(tiny_fp32, store, workers=0).ingest([EVAL_SET / "images"])
+        collection = evaluate_collection(tiny_fp32, store, dataset)
+    reference = next(r for r in run_evaluation(tiny_fp32, dataset, options={}) if r.mode.startswith("exact"))
+    assert collection.mode == "collection pages"
+    assert collection.metrics == pytest.approx(reference.metrics, abs=1e-3)  # 8 pages: everything reranked

@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
     evaluate.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.add_argument("--collection", default=None,
+                          help="also score this collection (ingested from the dataset's files)")  # fmt: skip
+    where = evaluate.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", default=None, help="embedded store folder of --collection")
+    where.add_argument("--url", default=os.environ.get(URL_ENV), help="Qdrant server of --collection")
+    evaluate.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
     _model_options(evaluate)
     evaluate.set_defaults(run=_eval)
 

@@ -2,7 +2,7 @@
 
 from .datasets import Dataset, DatasetError, load_dataset
 from .metrics import evaluate
-from .runner import DEFAULT_OPTIONS, ModeResult, format_table, run_evaluation
+from .runner import DEFAULT_OPTIONS, ModeResult, evaluate_collection, format_table, run_evaluation
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -10,6 +10,7 @@ __all__ = [
     "DatasetError",
     "ModeResult",
     "evaluate",
+    "evaluate_collection",
     "format_table",
     "load_dataset",
     "run_evaluation",

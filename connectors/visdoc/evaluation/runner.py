@@ -6,7 +6,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -113,6 +113,31 @@ def _collection_mode(name, settings, model, dataset, docs, queries, query_ids, k
     return ModeResult(name, evaluate(dataset.qrels, run), size / len(dataset.corpus_ids), _p50(latencies))
 
 
+def evaluate_collection(model: JinaV4, store: Any, dataset: Dataset, *, k: int = 10, **search: Any) -> ModeResult:
+    """Score an existing collection (e.g. made by ``visdoc ingest`` from the dataset's files).
+
+    Hits are matched to corpus ids by their page reference (``metadata.image_path``, the same
+    ``file.pdf#page=N`` or image path the dataset names) or, for points added with explicit
+    ids through a framework, by that id.
+    """
+    from ..search import search as run_search
+
+    by_reference = {_normal(ref): cid for cid, ref in zip(dataset.corpus_ids, dataset.corpus, strict=True)}
+    run, latencies = {}, []
+    for qid, text in dataset.queries.items():
+        started = time.perf_counter()
+        hits = run_search(model, store, text, k=k, **search)
+        latencies.append(1000 * (time.perf_counter() - started))
+        found = {}
+        for hit in hits:
+            reference = hit.payload.get("metadata", {}).get("image_path")
+            cid = by_reference.get(_normal(reference)) if reference else hit.payload.get("doc_id")
+            if cid is not None:
+                found[cid] = hit.score
+        run[qid] = found
+    return ModeResult(f"collection {store.name}", evaluate(dataset.qrels, run), 0.0, _p50(latencies))
+
+
 def format_table(results: list[ModeResult]) -> str:
     names = list(results[0].metrics)
     lines = [f"{'mode':<26} " + " ".join(f"{n:>9}" for n in names) + f" {'B/item':>10} {'p50 ms':>7}"]
@@ -120,6 +145,12 @@ def format_table(results: list[ModeResult]) -> str:
         values = " ".join(f"{r.metrics[n]:9.4f}" for n in names)
         lines.append(f"{r.mode:<26} {values} {r.bytes_per_item:10,.0f} {r.p50_ms:7.2f}")
     return "\n".join(lines)
+
+
+def _normal(reference: str) -> str:
+    """A page reference with its file path made absolute, so references from anywhere compare."""
+    path, sep, page = str(reference).partition("#")
+    return str(Path(path).resolve()) + sep + page
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
