@@ -61,7 +61,8 @@ def test_vectors_equal_the_core_output(embed, tiny_fp32):
     np.testing.assert_allclose(embed.get_image_embedding(image), tiny_fp32.encode_images([image]).dense[0], atol=1e-6)
 
 
-async def test_async_paths_match_sync_and_leave_the_event_loop_free(embed):
+async def ticks_while(awaitable):  # noqa: ANN001, ANN201
+    """Run ``awaitable`` and count how often a 1 ms ticker got to run meanwhile (0: the loop was blocked)."""
     ticks = 0
 
     async def ticker() -> None:
@@ -71,11 +72,16 @@ async def test_async_paths_match_sync_and_leave_the_event_loop_free(embed):
             ticks += 1
 
     task = asyncio.create_task(ticker())
-    vectors = await embed.aget_text_embedding_batch(TEXTS)
+    result = await awaitable
+    task.cancel()
+    return result, ticks
+
+
+async def test_async_paths_match_sync_and_leave_the_event_loop_free(embed):
+    vectors, ticks = await ticks_while(embed.aget_text_embedding_batch(TEXTS))
+    assert ticks > 0  # the loop kept running while the model worked
     image = await embed.aget_image_embedding(str(SAMPLES / "sample-page.png"))
     query = await embed.aget_query_embedding("revenue")
-    task.cancel()
-    assert ticks > 0  # the loop kept running while the model worked
     np.testing.assert_allclose(vectors, embed.get_text_embedding_batch(TEXTS), atol=1e-6)
     np.testing.assert_allclose(query, embed.get_query_embedding("revenue"), atol=1e-6)
     assert len(image) == len(query)
@@ -195,16 +201,6 @@ async def test_store_queries_do_not_block_the_event_loop(tiny_fp32, tmp_path):
 
     store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
     await store.async_add([TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)])
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.001)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    result = await store.aquery(VectorStoreQuery(query_str=TEXTS[3], similarity_top_k=2))
-    task.cancel()
+    result, ticks = await ticks_while(store.aquery(VectorStoreQuery(query_str=TEXTS[3], similarity_top_k=2)))
     assert ticks > 0 and len(result.nodes) == 2
     store.close()
