@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -77,9 +78,21 @@ async def ticks_while(awaitable):  # noqa: ANN001, ANN201
     return result, ticks
 
 
-async def test_async_paths_match_sync_and_leave_the_event_loop_free(embed):
+def slowed(monkeypatch, cls, name: str) -> None:
+    """Make ``cls.name`` take at least 50 ms, so a blocked event loop would visibly miss ticks."""
+    original = getattr(cls, name)
+
+    def slow(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        time.sleep(0.05)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, slow)
+
+
+async def test_async_paths_match_sync_and_leave_the_event_loop_free(embed, monkeypatch):
+    slowed(monkeypatch, JinaV4Embedding, "_get_text_embeddings")
     vectors, ticks = await ticks_while(embed.aget_text_embedding_batch(TEXTS))
-    assert ticks > 0  # the loop kept running while the model worked
+    assert ticks > 5  # the loop kept running while the model worked
     image = await embed.aget_image_embedding(str(SAMPLES / "sample-page.png"))
     query = await embed.aget_query_embedding("revenue")
     np.testing.assert_allclose(vectors, embed.get_text_embedding_batch(TEXTS), atol=1e-6)
@@ -196,11 +209,12 @@ def test_delete_and_get_nodes_combine_ids_and_filters(tiny_fp32, tmp_path):
     store.close()
 
 
-async def test_store_queries_do_not_block_the_event_loop(tiny_fp32, tmp_path):
+async def test_store_queries_do_not_block_the_event_loop(tiny_fp32, tmp_path, monkeypatch):
     from llama_index.core.vector_stores.types import VectorStoreQuery
 
+    slowed(monkeypatch, VisdocVectorStore, "query")
     store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
     await store.async_add([TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)])
     result, ticks = await ticks_while(store.aquery(VectorStoreQuery(query_str=TEXTS[3], similarity_top_k=2)))
-    assert ticks > 0 and len(result.nodes) == 2
+    assert ticks > 5 and len(result.nodes) == 2
     store.close()
