@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--on-disk", action="store_true", help="keep vectors on disk (memory-mapped)")
     ingest.add_argument("--pool-size", type=int, default=16,
                         help="token centroids per page, a fast first stage (new collections; 0: none)")  # fmt: skip
+    ingest.add_argument("--token-pool-factor", type=int, default=1,
+                        help="store ~1/N of the content tokens per page (token pooling)")  # fmt: skip
+    ingest.add_argument("--rowcol", action="store_true", help="add row/column mean prefetch vectors for page images")
+    ingest.add_argument("--oversampling", type=float, default=2.0, help="quantized search: candidates rescored x N")
     ingest.add_argument("--shard-number", type=int, default=None, help="server only: shards of a new collection")
     ingest.add_argument("--replication-factor", type=int, default=None, help="server only: replicas per shard")
     ingest.add_argument("--write-consistency-factor", type=int, default=None, help="server only")
@@ -233,6 +237,9 @@ def _ingest(args: argparse.Namespace) -> int:
         quantization=args.quantization,
         on_disk=args.on_disk,
         pool_size=args.pool_size,
+        token_pool_factor=args.token_pool_factor,
+        rowcol=args.rowcol,
+        oversampling=args.oversampling,
     )
     server = {"shard_number": args.shard_number, "replication_factor": args.replication_factor,
               "write_consistency_factor": args.write_consistency_factor}  # fmt: skip
@@ -280,7 +287,8 @@ def _info(args: argparse.Namespace) -> int:
         print(f"collection {args.collection!r} ({'server ' + args.url if args.url else 'embedded'}): "
               f"{store.count()} points, {len(pages)} documents")  # fmt: skip
         print(f"model {spec.model or '?'}, task {spec.task}, dense dim {spec.dim}, multivector "
-              f"{spec.multivector_datatype}, quantization {spec.quantization}")  # fmt: skip
+              f"{spec.multivector_datatype}, quantization {spec.quantization}, token pooling x{spec.token_pool_factor}, "
+              f"{spec.pool_size} centroids{', row/column means' if spec.rowcol else ''}")  # fmt: skip
         for doc, n in sorted(pages.items(), key=lambda item: sources[item[0]][0]):
             source, total = sources[doc]
             print(f"  {doc}  {n}/{total} pages  {source}")
