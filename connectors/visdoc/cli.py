@@ -288,7 +288,7 @@ def _info(args: argparse.Namespace) -> int:
               f"{store.count()} points, {len(pages)} documents")  # fmt: skip
         print(f"model {spec.model or '?'}, task {spec.task}, dense dim {spec.dim}, multivector "
               f"{spec.multivector_datatype}, quantization {spec.quantization}, token pooling "
-              f"x{spec.token_pool_factor}, {spec.pool_size} centroids{', row/column means' if spec.rowcol else ''}")  # fmt: skip
+              f"x{spec.token_pool_factor}, {spec.pool_size} centroids, row/column means {spec.rowcol}")  # fmt: skip
         for doc, n in sorted(pages.items(), key=lambda item: sources[item[0]][0]):
             source, total = sources[doc]
             print(f"  {doc}  {n}/{total} pages  {source}")
