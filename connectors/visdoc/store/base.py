@@ -52,7 +52,7 @@ class SearchPlan:
 
     def vector(self, name: str) -> list[float] | list[list[float]]:
         """The query vector scored against the stored vector ``name``."""
-        vectors = {DENSE: self.dense, MULTI: self.multivector, POOLED: self.pooled, ROWCOL: self.multivector}
+        vectors = {DENSE: self.dense, MULTI: self.multivector, POOLED: self.pooled, ROWCOL: self.pooled}
         return vectors[name]  # type: ignore[return-value]
 
     @property
@@ -132,7 +132,7 @@ class Store(abc.ABC):
         )
         if mode == "rerank":
             plan.first_stages = first_stages(self.spec, prefetch, pooled_prefetch, k)
-            if POOLED in plan.first_stages:
+            if POOLED in plan.first_stages or ROWCOL in plan.first_stages:  # both are scored with query sums
                 plan.pooled = pool_query(multi).tolist()
         return self._search(plan)
 

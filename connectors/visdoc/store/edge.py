@@ -104,16 +104,16 @@ class EdgeStore(Store):
                 ),
             }
             | ({POOLED: self._pooled_params()} if spec.pool_size else {})
-            | ({ROWCOL: self._pooled_params(cosine=True)} if spec.rowcol else {})
+            | ({ROWCOL: self._pooled_params()} if spec.rowcol else {})
         )
 
-    def _pooled_params(self, cosine: bool = False) -> Any:
-        """A small prefetch multivector (no HNSW). Centroids use dot product: query cluster sums
-        carry their token counts as length; row/column means use cosine."""
+    def _pooled_params(self) -> Any:
+        """A small prefetch multivector (no HNSW) scored by dot product against the query's
+        cluster sums, whose lengths carry how many query tokens they stand for."""
         qe = self._qe
         return qe.EdgeVectorParams(
             size=MULTIVECTOR_DIM,
-            distance=qe.Distance.Cosine if cosine else qe.Distance.Dot,
+            distance=qe.Distance.Dot,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             datatype=qe.VectorStorageDatatype.Float16,
             hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10),

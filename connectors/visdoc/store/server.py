@@ -105,7 +105,7 @@ class ServerStore(Store):
                 ),
             }
             | ({POOLED: pooled_params} if spec.pool_size else {})
-            | ({ROWCOL: pooled_params.model_copy(update={"distance": m.Distance.COSINE})} if spec.rowcol else {}),
+            | ({ROWCOL: pooled_params} if spec.rowcol else {}),
             shard_number=shards,
             replication_factor=replicas,
             write_consistency_factor=consistency,
