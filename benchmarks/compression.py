@@ -12,7 +12,7 @@ option a collection is built in the embedded engine and measured:
     storage compression from the first stage);
   - ``default search``: what users get end to end.
 
-    python benchmarks/compression.py [--pages 10000] [--queries 100]
+    python benchmarks/compression.py [--pages 10000] [--queries 100] [--only "float16 + binary" ...]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--only", nargs="*", default=None, help="run only these options (names as printed)")
     args = parser.parse_args()
     corpus = SyntheticCorpus(seed=0)
     pages = corpus.pages(args.pages)
@@ -73,6 +74,8 @@ def main() -> None:
     vectors = [QueryVectors(queries.dense[q], queries.tokens[q]) for q in range(args.queries)]
     rows = []
     for name, spec in OPTIONS.items():
+        if args.only and name not in args.only:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             store = open_store("bench", spec, data_dir=tmp)
             load(store, pages.tokens, pages.dense, grid=(25, 30))  # 750 tokens as a 25 x 30 patch grid

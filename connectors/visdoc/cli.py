@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--token-pool-factor", type=int, default=1,
                         help="store ~1/N of the content tokens per page (token pooling)")  # fmt: skip
     ingest.add_argument("--rowcol", action="store_true", help="add row/column mean prefetch vectors for page images")
-    ingest.add_argument("--oversampling", type=float, default=4.0, help="quantized search: candidates rescored x N")
+    ingest.add_argument("--oversampling", type=float, default=8.0, help="quantized search: candidates rescored x N")
     ingest.add_argument("--shard-number", type=int, default=None, help="server only: shards of a new collection")
     ingest.add_argument("--replication-factor", type=int, default=None, help="server only: replicas per shard")
     ingest.add_argument("--write-consistency-factor", type=int, default=None, help="server only")

@@ -60,7 +60,7 @@ class CollectionSpec:
     pool_size: int = 16
     token_pool_factor: int = 1
     rowcol: bool = False
-    oversampling: float = 4.0
+    oversampling: float = 8.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
