@@ -317,10 +317,10 @@ def _parse_filters(items: list[str]):  # noqa: ANN202
         elif key == "source":
             sources.append(os.path.abspath(value))
         elif key == "page":
-            low, _, high = value.partition("..")
+            low, dots, high = value.partition("..")
             try:
                 page_from = int(low) if low else None
-                page_to = int(high) if high else (page_from if not _ else None)
+                page_to = int(high) if high else (None if dots else page_from)  # "N" means just page N
             except ValueError:
                 raise VisdocError(f"bad page filter {value!r}: use N or FROM..TO") from None
         else:

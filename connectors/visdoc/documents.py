@@ -15,8 +15,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .preprocess import smart_resize
-
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -73,15 +71,12 @@ def load_page_image(reference: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     path, _, fragment = reference.partition("#page=")
     page = int(fragment) - 1 if fragment else 0
     if path.lower().endswith(".pdf"):
-        import pymupdf
+        from .sources import SourceError, render_pages
 
-        with pymupdf.open(path) as doc:
-            p = doc.load_page(page)
-            w, h = p.rect.width, p.rect.height
-            zoom = (max_pixels / (w * h)) ** 0.5
-            th, tw = smart_resize(round(h * zoom), round(w * zoom), 28, 28 * 28, max_pixels)
-            pix = p.get_pixmap(matrix=pymupdf.Matrix(tw / w, th / h), alpha=False)
-            return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+        [rendered] = render_pages(path, [page], (28, 28 * 28, max_pixels))  # the ingestion renderer
+        if rendered.error:
+            raise SourceError(f"{reference}: {rendered.error}")
+        return rendered.image()
     with Image.open(path) as image:
         image.seek(page)
         return image.convert("RGB")

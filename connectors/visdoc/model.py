@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .arguments import check_dim, check_outputs, check_prompt, check_task
 from .batching import plan_batches
 from .checkpoint import DEFAULT_MODEL, MODEL_ENV, Checkpoint, read_checkpoint, resolve
-from .errors import ImageLoadError, UnknownPromptError, UnknownTaskError, UnsupportedDimError
+from .errors import ImageLoadError
 from .images import ImageInput, describe, image_size, load_rgb
 from .outputs import EncodeResult
 from .preprocess import ImageGrid, ImagePreprocessor
@@ -185,10 +186,9 @@ class JinaV4:
     ) -> EncodeResult:
         """Embed texts as queries or passages (``prompt_name``); ``text-matching`` is symmetric."""
         texts = _as_list(texts, "texts")
-        self._check_task(task)
-        dim = self._check_dim(dim)
-        if prompt_name not in PROMPT_PREFIXES:
-            raise UnknownPromptError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(PROMPT_PREFIXES)}")
+        check_task(task, self.tasks)
+        dim = check_dim(dim, self.dims)
+        check_prompt(prompt_name)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i} is a {type(text).__name__}, expected str")
@@ -215,8 +215,8 @@ class JinaV4:
         page, faster, coarser). Unreadable images raise :class:`ImageLoadError` naming the index.
         """
         images = _as_list(images, "images")
-        self._check_task(task)
-        dim = self._check_dim(dim)
+        check_task(task, self.tasks)
+        dim = check_dim(dim, self.dims)
         self._check_max_pixels(max_pixels)
         seqs = []
         for i, image in enumerate(images):
@@ -232,10 +232,6 @@ class JinaV4:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _check_task(self, task: str) -> None:
-        if task not in self.tasks:
-            raise UnknownTaskError(f"unknown task {task!r}; this checkpoint has {list(self.tasks)}")
-
     def _check_max_pixels(self, max_pixels: int | None) -> None:
         floor, ceiling = self.checkpoint.pixels.min_pixels, self.checkpoint.pixels.max_pixels
         if max_pixels is not None and (not isinstance(max_pixels, int) or not floor <= max_pixels <= ceiling):
@@ -243,13 +239,6 @@ class JinaV4:
                 f"max_pixels must be an int between the checkpoint's min_pixels ({floor}) and max_pixels ({ceiling}), "
                 f"got {max_pixels!r}"
             )
-
-    def _check_dim(self, dim: int | None) -> int:
-        if dim is None:
-            return self.dims[-1]
-        if dim not in self.dims:
-            raise UnsupportedDimError(f"dim={dim} is not a Matryoshka size of this model; use one of {list(self.dims)}")
-        return dim
 
     def _encode(
         self,
@@ -262,8 +251,7 @@ class JinaV4:
         batch_size: int | None,
         show_progress: bool,
     ) -> EncodeResult:
-        if not (dense or multivector):
-            raise ValueError("nothing to compute: set dense=True and/or multivector=True")
+        check_outputs(dense, multivector)
         n = len(seqs)
         dense_out = np.zeros((n, dim), dtype=np.float32) if dense else None
         mv_out: list[np.ndarray] | None = [np.empty((0, self.multivector_dim), np.float32)] * n if multivector else None

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .arguments import check_dim, check_outputs, check_prompt, check_task
 from .checkpoint import PixelBudget
-from .errors import UnknownPromptError, UnknownTaskError, UnsupportedDimError, VisdocError
+from .errors import VisdocError
 from .images import ImageInput, load_rgb
 from .outputs import EncodeResult
-from .tokenization import PROMPT_PREFIXES, PromptTokenizer
+from .tokenization import PromptTokenizer
 
 REQUEST_ITEMS = 32  # inputs per HTTP request; the server batches across requests anyway
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -88,8 +89,7 @@ class RemoteJinaV4:
     ) -> EncodeResult:
         if isinstance(texts, str):
             raise TypeError("texts must be a list of inputs, not a single str; wrap it in [...]")
-        if prompt_name not in PROMPT_PREFIXES:
-            raise UnknownPromptError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(PROMPT_PREFIXES)}")
+        check_prompt(prompt_name)
         api_task = task if task == "text-matching" else f"{task}.{prompt_name}"
         return self._encode([{"text": t} for t in texts], api_task, task, dim, dense, multivector, batch_size, {})
 
@@ -116,12 +116,9 @@ class RemoteJinaV4:
                 batch_size: int | None, extra: dict) -> EncodeResult:  # fmt: skip
         from .server.protocol import decode_vector
 
-        if task not in self.tasks:
-            raise UnknownTaskError(f"unknown task {task!r}; the server has {list(self.tasks)}")
-        if dim is not None and dim not in self.dims:
-            raise UnsupportedDimError(f"dim={dim} is not a Matryoshka size of this model; use one of {list(self.dims)}")
-        if not (dense or multivector):
-            raise ValueError("nothing to compute: set dense=True and/or multivector=True")
+        check_task(task, self.tasks)
+        check_dim(dim, self.dims)
+        check_outputs(dense, multivector)
         dense_rows, tokens = [], []
         step = min(batch_size or REQUEST_ITEMS, self._max_items)
         for chunk in _chunks(items, step, self._max_body):
