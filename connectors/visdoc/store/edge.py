@@ -17,6 +17,7 @@ from .base import (
     Store,
     StoreError,
     StoreLockedError,
+    stored_payload,
     stored_vectors,
 )
 from .schema import (
@@ -126,7 +127,7 @@ class EdgeStore(Store):
             return
         qe = self._qe
         # plain lists build Points ~2x faster than numpy arrays in qdrant-edge 0.9
-        batch = [qe.Point(p.id, stored_vectors(p, self.spec), p.payload) for p in points]
+        batch = [qe.Point(p.id, stored_vectors(p, self.spec), stored_payload(p, self.spec)) for p in points]
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
         self._unflushed += sum(np.asarray(p.multivector).size * 4 + np.asarray(p.dense).size * 4 for p in points)
         if self._unflushed >= FLUSH_EVERY_BYTES:

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .base import CollectionNotFoundError, SearchPlan, Store, StoreError, stored_vectors
+from .base import CollectionNotFoundError, SearchPlan, Store, StoreError, stored_payload, stored_vectors
 from .schema import (
     DENSE,
     INDEXED_FIELDS,
@@ -140,12 +140,13 @@ class ServerStore(Store):
         size = 0
         for p in points:
             vectors = stored_vectors(p, self.spec)
+            payload = stored_payload(p, self.spec)
             floats = len(vectors[DENSE]) + sum(len(rows) * MULTIVECTOR_DIM for k, rows in vectors.items() if k != DENSE)
-            cost = floats * per_float + len(json.dumps(p.payload, default=str)) + 256
+            cost = floats * per_float + len(json.dumps(payload, default=str)) + 256
             if batch and size + cost > self.max_request_bytes:
                 yield batch
                 batch, size = [], 0
-            batch.append(self._m.PointStruct(id=p.id, vector=vectors, payload=p.payload))
+            batch.append(self._m.PointStruct(id=p.id, vector=vectors, payload=payload))
             size += cost
         if batch:
             yield batch
