@@ -24,7 +24,7 @@ from .documents import METADATA, image_reference, page_grid
 from .errors import ImageLoadError
 from .sources import Problem, RenderedPage, SourceError, SourceFile, chunk_spans, discover, pdf_info, read_text
 from .sources.pdf import render_pages
-from .store import PageFilter, PagePoint, Store, point_id
+from .store import CollectionSpec, PageFilter, PagePoint, Store, point_id
 
 if TYPE_CHECKING:
     from .model import JinaV4
@@ -110,17 +110,8 @@ class Ingestor:
         start = time.perf_counter()
         files, problems = discover(paths)
         report = IngestReport(files=len(files) + len(problems), problems=problems)
-        documents = []
-        seen: set[str] = set()
-        for file in files:
-            doc = self._plan(file, report, current={d.document_id for d in documents})
-            if doc is not None and doc.document_id in seen:  # the same content at another path: stored once
-                report.documents_unchanged += 1
-            elif doc is not None:
-                seen.add(doc.document_id)
-                documents.append(doc)
-        todo = [doc for doc in documents if doc.missing]
-        report.documents_unchanged += len(documents) - len(todo)
+        identified = _reported_all(report, (self._identify(file) for file in files))
+        todo = plan_documents(self.store, identified, report)
         total = sum(len(doc.missing) for doc in todo)
         with tqdm(total=total, unit="page", disable=not show_progress, desc="ingest") as bar:
             for batch in _batches(self._units(todo, report), self.batch_size):
@@ -134,41 +125,8 @@ class Ingestor:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _plan(self, file: SourceFile, report: IngestReport, current: set[str] = frozenset()) -> _Document | None:
-        """Identify a file, count its pages/chunks and find which are not stored yet."""
-        try:
-            content_hash = _sha256(file.path)
-            document_id = content_hash[:DOCUMENT_ID_CHARS]
-            doc = _Document(file, document_id, content_hash, 0, [])
-            if file.kind == "pdf":
-                info = pdf_info(file.path)
-                doc.total, doc.title = info.pages, info.title
-            elif file.kind == "image":
-                doc.total = _frame_count(file.path)
-            else:
-                text = read_text(file.path)
-                spans = chunk_spans(self.model.tokenizer.offsets(text), self.chunk_tokens, self.chunk_overlap)
-                doc.chunks = [text[a:b] for a, b in spans]
-                doc.total = len(doc.chunks)
-        except (SourceError, OSError) as exc:
-            report.problems.append(Problem(str(file.path), str(exc)))
-            return None
-        report.documents_replaced += self._drop_older_versions(doc, keep=current)
-        ids = [point_id(document_id, i) for i in range(doc.total)]
-        stored = {record.id for record in self.store.retrieve(ids)}
-        doc.missing = [i for i, pid in enumerate(ids) if pid not in stored]
-        return doc
-
-    def _drop_older_versions(self, doc: _Document, keep: set[str]) -> int:
-        """Delete pages stored from the same path with other content; returns how many versions.
-
-        Content that another file of this run still has (a copy at another path) is kept.
-        """
-        source = PageFilter(sources=(str(doc.file.path),))
-        older = {r.payload.get("document_id") for r in self.store.iter_records(source)} - {doc.document_id} - keep
-        for document_id in older:
-            self.store.delete(PageFilter(document_ids=(document_id,), sources=(str(doc.file.path),)))
-        return len(older)
+    def _identify(self, file: SourceFile) -> _Document | Problem:
+        return identify(file, self.model.tokenizer, self.chunk_tokens, self.chunk_overlap)
 
     # -- producing units ---------------------------------------------------------------------
 
@@ -178,15 +136,12 @@ class Ingestor:
         tasks = [(doc, doc.missing[i : i + PAGES_PER_RENDER_TASK]) for doc in pdfs
                  for i in range(0, len(doc.missing), PAGES_PER_RENDER_TASK)]  # fmt: skip
         for doc, page in self._rendered(tasks):
-            if page.error:
-                report.problems.append(Problem(str(doc.file.path), page.error, page.page))
-            else:
-                yield _Unit(doc, page.page, page.image(), page.text, page.label)
+            yield from _reported_all(report, pdf_units(doc, [page]))
         for doc in documents:
             if doc.file.kind == "image":
-                yield from self._frames(doc, report)
+                yield from _reported_all(report, image_units(doc))
             elif doc.file.kind == "text":
-                yield from (_Unit(doc, i, doc.chunks[i], doc.chunks[i], f"chunk {i + 1}") for i in doc.missing)
+                yield from text_units(doc)
 
     def _rendered(self, tasks: list[tuple[_Document, list[int]]]) -> Iterator[tuple[_Document, RenderedPage]]:
         if not tasks:
@@ -211,78 +166,166 @@ class Ingestor:
                                                              following[1], self._budget)))  # fmt: skip
                 yield from ((doc, page) for page in future.result())
 
-    def _frames(self, doc: _Document, report: IngestReport) -> Iterator[_Unit]:
-        """Frames of an image file (one for most formats, several for multi-page TIFF)."""
-        from PIL import Image
-
-        try:
-            with Image.open(doc.file.path) as image:
-                for index in doc.missing:
-                    try:
-                        image.seek(index)
-                        frame = image.convert("RGB")
-                    except (OSError, ValueError, EOFError) as exc:
-                        report.problems.append(Problem(str(doc.file.path), f"cannot decode image: {exc}", index))
-                        continue
-                    yield _Unit(doc, index, frame, "", str(index + 1))
-        except OSError as exc:
-            report.problems.append(Problem(str(doc.file.path), f"cannot read image: {exc}"))
-
     # -- encoding and storing ----------------------------------------------------------------
 
     def _store(self, units: list[_Unit], report: IngestReport) -> int:
         """Encode a batch (one forward pass for both vectors) and upsert it; returns pages stored."""
-        pages = [u for u in units if u.doc.file.kind != "text"]
-        chunks = [u for u in units if u.doc.file.kind == "text"]
-        points = []
-        spec = self.store.spec
-        while pages:
-            try:
-                result = self.model.encode_images([u.content for u in pages], task=spec.task, dim=spec.dim,
-                                                  multivector=True, max_pixels=self.max_pixels)  # fmt: skip
-            except ImageLoadError as exc:
-                bad = pages.pop(exc.index)
-                report.problems.append(Problem(str(bad.doc.file.path), exc.reason, bad.index))
-                continue
-            points += self._points(pages, result, "page_image")
-            break
-        if chunks:
-            result = self.model.encode_texts([u.content for u in chunks], task=spec.task, prompt_name="passage",
-                                             dim=spec.dim, multivector=True)  # fmt: skip
-            points += self._points(chunks, result, "text_chunk")
+        points, problems = embed_units(self.model, self.store.spec, units, self.max_pixels)
+        report.problems += problems
         self.store.upsert(points)
         return len(points)
 
-    def _points(self, units: list[_Unit], result: Any, kind: str) -> list[PagePoint]:
-        spec = self.store.spec
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return [
-            PagePoint(
-                id=point_id(u.doc.document_id, u.index),
-                dense=result.dense[i],
-                multivector=result.multivector[i],
-                content_span=self.model.tokenizer.content_span(kind, len(result.multivector[i])),
-                grid=page_grid(self.model, u.content, self.max_pixels) if kind == "page_image" else None,
-                payload={
-                    METADATA: _metadata(u, kind),
-                    "document_id": u.doc.document_id,
-                    "source": str(u.doc.file.path),
-                    "file_name": u.doc.file.path.name,
-                    "title": u.doc.title,
-                    "page": u.index,
-                    "page_label": u.label,
-                    "total_pages": u.doc.total,
-                    "text": u.text,
-                    "content_hash": u.doc.content_hash,
-                    "kind": kind,
-                    "model": self.model.name,
-                    "task": spec.task,
-                    "dim": spec.dim,
-                    "created_at": created,
-                },
-            )
-            for i, u in enumerate(units)
-        ]
+
+# -- steps shared with the distributed ingestion (visdoc.distributed) ---------------------------
+
+
+def identify(file: SourceFile, tokenizer: Any, chunk_tokens: int = 512, chunk_overlap: int = 64) -> _Document | Problem:
+    """Hash a file and count its pages (PDF pages, image frames) or cut it into chunks (text).
+
+    A file that cannot be read comes back as its :class:`Problem`. Nothing is looked up in a store.
+    """
+    try:
+        content_hash = _sha256(file.path)
+        doc = _Document(file, content_hash[:DOCUMENT_ID_CHARS], content_hash, 0, [])
+        if file.kind == "pdf":
+            info = pdf_info(file.path)
+            doc.total, doc.title = info.pages, info.title
+        elif file.kind == "image":
+            doc.total = _frame_count(file.path)
+        else:
+            text = read_text(file.path)
+            spans = chunk_spans(tokenizer.offsets(text), chunk_tokens, chunk_overlap)
+            doc.chunks = [text[a:b] for a, b in spans]
+            doc.total = len(doc.chunks)
+    except (SourceError, OSError) as exc:
+        return Problem(str(file.path), str(exc))
+    return doc
+
+
+def plan_documents(store: Store, identified: Iterable[_Document], report: IngestReport) -> list[_Document]:
+    """The documents (in the given order) that still miss pages in ``store``, ``missing`` filled in.
+
+    Pages stored from the same path with other content are deleted first (content that an
+    earlier file of the run has is kept); the same content at a second path is stored once.
+    """
+    documents: list[_Document] = []
+    seen: set[str] = set()
+    for doc in identified:
+        report.documents_replaced += _drop_older_versions(store, doc, keep=seen)
+        if doc.document_id in seen:  # the same content at another path: stored once
+            report.documents_unchanged += 1
+            continue
+        seen.add(doc.document_id)
+        ids = [point_id(doc.document_id, i) for i in range(doc.total)]
+        stored = {record.id for record in store.retrieve(ids)}
+        doc.missing = [i for i, pid in enumerate(ids) if pid not in stored]
+        documents.append(doc)
+    todo = [doc for doc in documents if doc.missing]
+    report.documents_unchanged += len(documents) - len(todo)
+    return todo
+
+
+def _drop_older_versions(store: Store, doc: _Document, keep: set[str]) -> int:
+    """Delete pages stored from the same path with other content; returns how many versions.
+
+    Content that another file of this run still has (a copy at another path) is kept.
+    """
+    source = PageFilter(sources=(str(doc.file.path),))
+    older = {r.payload.get("document_id") for r in store.iter_records(source)} - {doc.document_id} - keep
+    for document_id in older:
+        store.delete(PageFilter(document_ids=(document_id,), sources=(str(doc.file.path),)))
+    return len(older)
+
+
+def pdf_units(doc: _Document, pages: Iterable[RenderedPage]) -> Iterator[_Unit | Problem]:
+    """Rendered PDF pages as units; a page that failed to render as its problem."""
+    for page in pages:
+        if page.error:
+            yield Problem(str(doc.file.path), page.error, page.page)
+        else:
+            yield _Unit(doc, page.page, page.image(), page.text, page.label)
+
+
+def image_units(doc: _Document) -> Iterator[_Unit | Problem]:
+    """The missing frames of an image file (one for most formats, several for multi-page TIFF)."""
+    from PIL import Image
+
+    try:
+        with Image.open(doc.file.path) as image:
+            for index in doc.missing:
+                try:
+                    image.seek(index)
+                    frame = image.convert("RGB")
+                except (OSError, ValueError, EOFError) as exc:
+                    yield Problem(str(doc.file.path), f"cannot decode image: {exc}", index)
+                    continue
+                yield _Unit(doc, index, frame, "", str(index + 1))
+    except OSError as exc:
+        yield Problem(str(doc.file.path), f"cannot read image: {exc}")
+
+
+def text_units(doc: _Document) -> Iterator[_Unit]:
+    """The missing chunks of a text file."""
+    return (_Unit(doc, i, doc.chunks[i], doc.chunks[i], f"chunk {i + 1}") for i in doc.missing)
+
+
+def embed_units(
+    model: JinaV4, spec: CollectionSpec, units: list[_Unit], max_pixels: int | None = None
+) -> tuple[list[PagePoint], list[Problem]]:
+    """Encode pages and chunks (one forward pass for both vectors) into points; images the model
+    cannot load are returned as problems and left out."""
+    pages = [u for u in units if u.doc.file.kind != "text"]
+    chunks = [u for u in units if u.doc.file.kind == "text"]
+    points: list[PagePoint] = []
+    problems: list[Problem] = []
+    while pages:
+        try:
+            result = model.encode_images([u.content for u in pages], task=spec.task, dim=spec.dim,
+                                         multivector=True, max_pixels=max_pixels)  # fmt: skip
+        except ImageLoadError as exc:
+            bad = pages.pop(exc.index)
+            problems.append(Problem(str(bad.doc.file.path), exc.reason, bad.index))
+            continue
+        points += _points(model, spec, pages, result, "page_image", max_pixels)
+        break
+    if chunks:
+        result = model.encode_texts([u.content for u in chunks], task=spec.task, prompt_name="passage",
+                                    dim=spec.dim, multivector=True)  # fmt: skip
+        points += _points(model, spec, chunks, result, "text_chunk", max_pixels)
+    return points, problems
+
+
+def _points(
+    model: JinaV4, spec: CollectionSpec, units: list[_Unit], result: Any, kind: str, max_pixels: int | None
+) -> list[PagePoint]:
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return [
+        PagePoint(
+            id=point_id(u.doc.document_id, u.index),
+            dense=result.dense[i],
+            multivector=result.multivector[i],
+            content_span=model.tokenizer.content_span(kind, len(result.multivector[i])),
+            grid=page_grid(model, u.content, max_pixels) if kind == "page_image" else None,
+            payload={
+                METADATA: _metadata(u, kind),
+                "document_id": u.doc.document_id,
+                "source": str(u.doc.file.path),
+                "file_name": u.doc.file.path.name,
+                "title": u.doc.title,
+                "page": u.index,
+                "page_label": u.label,
+                "total_pages": u.doc.total,
+                "text": u.text,
+                "content_hash": u.doc.content_hash,
+                "kind": kind,
+                "model": model.name,
+                "task": spec.task,
+                "dim": spec.dim,
+                "created_at": created,
+            },
+        )
+        for i, u in enumerate(units)
+    ]
 
 
 def _metadata(unit: _Unit, kind: str) -> dict[str, Any]:
@@ -293,6 +336,15 @@ def _metadata(unit: _Unit, kind: str) -> dict[str, Any]:
     if kind == "page_image":
         metadata["image_path"] = image_reference(source, unit.index, unit.doc.total)
     return metadata
+
+
+def _reported_all(report: IngestReport, items: Iterable[Any]) -> Iterator[Any]:
+    """The items that are not problems; the problems go to the report."""
+    for item in items:
+        if isinstance(item, Problem):
+            report.problems.append(item)
+        else:
+            yield item
 
 
 def default_workers() -> int:
