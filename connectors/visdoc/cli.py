@@ -95,7 +95,19 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--max-image-pixels", type=int, default=50_000_000, help="pixels per image")
     server.add_argument("--max-queue", type=int, default=4096, help="waiting inputs before answering 429")
     server.add_argument("--allow-image-urls", action="store_true", help="fetch images given as http(s) URLs")
+    server.add_argument("--no-ui", action="store_true", help="do not serve the search page at /ui")
+    _ui_options(server)
     server.set_defaults(run=_serve)
+
+    page = commands.add_parser("ui", help="serve the visual search page alone (no embedding endpoints)")
+    _model_options(page)
+    page.add_argument("--host", default="127.0.0.1")
+    page.add_argument("--port", type=int, default=8080)
+    page.add_argument(
+        "--api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"bearer token (default: ${SERVER_KEY_ENV})"
+    )
+    _ui_options(page)
+    page.set_defaults(run=_ui)
 
     evaluate = commands.add_parser("eval", help="evaluate retrieval modes and compression options on a dataset")
     evaluate.add_argument("dataset", help="folder in BEIR layout (texts) or the page layout (images, PDF pages)")
@@ -137,6 +149,33 @@ def _open_store(args: argparse.Namespace, spec=None, **server_options):  # noqa:
     if args.url:
         return open_store(args.collection, spec, url=args.url, api_key=args.api_key, **options)
     return open_store(args.collection, spec, data_dir=args.data_dir)
+
+
+def _ui_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("search page (/ui)")
+    group.add_argument("--collection", default="visdoc", help="collection shown first (default: visdoc)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", default=None, help="embedded store folder (default: ./visdoc_data)")
+    where.add_argument("--url", default=os.environ.get(URL_ENV), help=f"Qdrant server URL (default: ${URL_ENV})")
+    group.add_argument("--qdrant-api-key", default=os.environ.get(API_KEY_ENV), help=f"default: ${API_KEY_ENV}")
+    group.add_argument("--max-upload-mb", type=int, default=100, help="largest file the page accepts (default 100)")
+
+
+def _ui_settings(args: argparse.Namespace):  # noqa: ANN202
+    from .server import UISettings
+
+    return UISettings(data_dir=args.data_dir, url=args.url, qdrant_api_key=args.qdrant_api_key,
+                      collection=args.collection, max_upload_bytes=args.max_upload_mb << 20)  # fmt: skip
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    model = _load_model(args, args.model)
+    auth = "bearer token required" if args.api_key else "no authentication"
+    print(f"search page on http://{args.host}:{args.port}/ui ({auth})", file=sys.stderr, flush=True)
+    serve(model, host=args.host, port=args.port, api_key=args.api_key, ui=_ui_settings(args), ui_only=True)
+    return 0
 
 
 def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL) -> None:
@@ -201,7 +240,8 @@ def _serve(args: argparse.Namespace) -> int:
     model = JinaV4.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     auth = "bearer token required" if args.api_key else "no authentication"
     print(f"serving {model.name} on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
-    serve(model, host=args.host, port=args.port, api_key=args.api_key, limits=limits)
+    ui = None if args.no_ui else _ui_settings(args)
+    serve(model, host=args.host, port=args.port, api_key=args.api_key, limits=limits, ui=ui)
     return 0
 
 

@@ -20,11 +20,13 @@ from .protocol import Limits, RequestError, encode_vector, parse_request
 
 if TYPE_CHECKING:
     from ..model import JinaV4
+    from .library import UISettings
 
 
 def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | None = None,
-               max_wait: float = 0.005) -> FastAPI:  # fmt: skip
-    """The server for ``model``. ``api_key`` requires ``Authorization: Bearer <key>``."""
+               max_wait: float = 0.005, ui: UISettings | None = None) -> FastAPI:  # fmt: skip
+    """The server for ``model``. ``api_key`` requires ``Authorization: Bearer <key>``.
+    ``ui`` adds the visual search page over that store at ``/ui`` (see :mod:`visdoc.server.ui`)."""
 
     limits = limits or Limits()
     registry = CollectorRegistry()
@@ -51,8 +53,15 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
         batcher.start()
         yield
         await batcher.stop()
+        if page is not None:
+            await asyncio.to_thread(page.close)
 
     app = FastAPI(title="visdoc embedding server", lifespan=lifespan)
+    page = None
+    if ui is not None:
+        from .ui import install_ui
+
+        page = install_ui(app, model, ui, api_key=api_key)
 
     def error(status: int, message: str) -> JSONResponse:
         requests_total.labels(str(status)).inc()

@@ -1,0 +1,210 @@
+"""Uploads from the search page: saved under the work folder, ingested one at a time in the background.
+
+An uploaded file is stored once per content (``uploads/<document id>/<name>``), so uploading the
+same file again embeds nothing. A single worker thread runs the ordinary
+:class:`~visdoc.ingest.Ingestor` on each file; a job reports pages embedded out of pages to embed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .library import Library, UIError, check_collection_name
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+UPLOAD_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+KEEP_JOBS = 200
+
+
+@dataclass
+class Job:
+    """One uploaded file and its ingestion."""
+
+    id: str
+    collection: str
+    file_name: str
+    state: str = "queued"  # queued -> embedding -> done | failed
+    done: int = 0
+    total: int = 0
+    pages_stored: int = 0
+    message: str = ""
+    problems: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    path: str = field(default="", repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["path"]  # the page needs no server paths
+        return data
+
+
+class _Stopped(Exception):
+    pass
+
+
+def safe_file_name(name: str) -> str:
+    """The base name of an uploaded file, reduced to harmless characters, with a supported suffix."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    stem, dot, suffix = base.rpartition(".")
+    suffix = f".{suffix.lower()}" if dot else ""
+    if suffix not in UPLOAD_SUFFIXES:
+        raise UIError(415, f"unsupported file type {suffix or '(none)'!r}: upload {', '.join(UPLOAD_SUFFIXES)}")
+    stem = re.sub(r"[^A-Za-z0-9._ -]+", "_", stem).strip(" .")[:100] or "upload"
+    return stem + suffix
+
+
+class Jobs:
+    """The upload queue of a search page."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self.settings = library.settings
+        self.uploads = library.work_dir / "uploads"
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def list(self) -> list[dict[str, Any]]:
+        return [job.to_json() for job in reversed(self._jobs.values())]
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise UIError(404, "no such job")
+        return job
+
+    async def receive(self, collection: str, file_name: str, body: AsyncIterator[bytes], declared: int | None) -> Job:
+        """Save an upload (at most ``max_upload_bytes``) and queue its ingestion."""
+        check_collection_name(collection)
+        name = safe_file_name(file_name)
+        limit = self.settings.max_upload_bytes
+        if declared is not None and declared > limit:
+            raise UIError(413, f"file of {declared} bytes; the limit is {limit}")
+        pending = sum(job.state in ("queued", "embedding") for job in self._jobs.values())
+        if pending >= self.settings.max_queued_jobs:
+            raise UIError(429, f"{pending} uploads are waiting; try again when some are done")
+        incoming = self.uploads / ".incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        partial = incoming / f"{uuid.uuid4().hex}.part"
+        sha, size = hashlib.sha256(), 0
+        try:
+            with open(partial, "wb") as f:
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > limit:
+                        raise UIError(413, f"file larger than the limit of {limit} bytes")
+                    sha.update(chunk)
+                    f.write(chunk)
+            if size == 0:
+                raise UIError(400, "the file is empty")
+            path = self._place(partial, sha.hexdigest()[:32], name)
+        finally:
+            partial.unlink(missing_ok=True)
+        job = Job(uuid.uuid4().hex, collection, name, path=str(path))
+        with self._lock:
+            self._jobs[job.id] = job
+            while len(self._jobs) > KEEP_JOBS:
+                self._jobs.popitem(last=False)
+            self._start()
+        self._queue.put(job)
+        return job
+
+    def _place(self, partial: Path, document_id: str, name: str) -> Path:
+        """Where the upload lives from now on: one folder per content, the first name kept."""
+        folder = self.uploads / document_id
+        folder.mkdir(parents=True, exist_ok=True)
+        existing = sorted(p for p in folder.iterdir() if p.is_file())
+        if existing:
+            return existing[0]
+        target = folder / name
+        os.replace(partial, target)
+        return target
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="visdoc-ui-ingest", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None or self._stop.is_set():
+                return
+            try:
+                self._run(job)
+            except _Stopped:
+                job.state, job.message = "failed", "the server stopped; upload the file again to finish it"
+            except UIError as exc:
+                job.state, job.message = "failed", str(exc)
+            except Exception as exc:  # reported to the page, the worker goes on
+                job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+            finally:
+                self.library.invalidate(job.collection)
+
+    def _run(self, job: Job) -> None:
+        from ..ingest import Ingestor
+
+        store = self.library.store(job.collection, create=True)
+        job.state, job.total = "embedding", _page_count(Path(job.path))
+        ingestor = Ingestor(self.library.model, _Progress(store, job, self._stop),
+                            workers=max(1, self.settings.ingest_workers))  # fmt: skip
+        report = ingestor.ingest([job.path])
+        job.pages_stored = report.pages_stored
+        job.problems = [f"{p.message}" + (f" (page {p.page + 1})" if p.page is not None else "")
+                        for p in report.problems]  # fmt: skip
+        job.done = job.total if not job.problems else job.done
+        if report.pages_stored == 0 and report.documents_unchanged and not job.problems:
+            job.message = "already stored"
+        job.state = "failed" if job.problems and not report.pages_stored else "done"
+        if job.state == "failed":
+            job.message = "; ".join(job.problems)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+
+class _Progress:
+    """The store as the ingestion sees it: counts stored pages, stops the run on shutdown."""
+
+    def __init__(self, store: Any, job: Job, stop: threading.Event) -> None:
+        self._store, self._job, self._stop = store, job, stop
+
+    def upsert(self, points: Any) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+        self._store.upsert(points)
+        self._job.done = min(self._job.total or len(points), self._job.done + len(points))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _page_count(path: Path) -> int:
+    try:
+        if path.suffix.lower() == ".pdf":
+            from ..sources import pdf_info
+
+            return pdf_info(path).pages
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1)
+    except Exception:  # unreadable: the ingestion reports why
+        return 0

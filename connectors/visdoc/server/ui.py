@@ -1,0 +1,224 @@
+"""The visual search page: static assets under ``/ui``, its JSON API under ``/ui/api``, files under ``/files``.
+
+Mounted on the embedding server (``visdoc serve``) or served alone (``visdoc ui``). With an API
+key, every ``/ui/api`` call needs ``Authorization: Bearer <key>``; page images and source files
+also accept a short-lived signed cookie that ``POST /ui/api/session`` sets (an ``<img>`` cannot
+send headers). The page itself and its assets load without a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from .jobs import UPLOAD_SUFFIXES, Jobs
+from .library import Library, UIError, UISettings
+
+if TYPE_CHECKING:
+    from ..model import JinaV4
+
+__all__ = ["UI", "UIError", "UISettings", "create_ui_app", "install_ui"]
+
+COOKIE = "visdoc_session"
+SESSION_S = 3600
+ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class SearchBody(BaseModel):
+    query: str = Field(min_length=1, max_length=2000)
+    k: int = Field(12, ge=1, le=50)
+    documents: list[str] = Field(default_factory=list, max_length=200)
+    mode: Literal["rerank", "dense", "multivector"] = "rerank"
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("visdoc.server").joinpath("static", name).read_bytes()
+
+
+class _Auth:
+    """Bearer key checks, and signed session cookies for images and files."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key
+        self._secret = secrets.token_bytes(32)
+
+    def _sign(self, expires: int) -> str:
+        return hmac.new(self._secret, str(expires).encode(), hashlib.sha256).hexdigest()
+
+    def session_value(self) -> str:
+        expires = int(time.time()) + SESSION_S
+        return f"{expires}.{self._sign(expires)}"
+
+    def _bearer_ok(self, request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        return secrets.compare_digest(given.encode(), f"Bearer {self.api_key}".encode())
+
+    def _cookie_ok(self, request: Request) -> bool:
+        expires, _, signature = request.cookies.get(COOKIE, "").partition(".")
+        if not expires.isdigit() or int(expires) < time.time():
+            return False
+        return secrets.compare_digest(signature.encode(), self._sign(int(expires)).encode())
+
+    def key(self, request: Request) -> None:
+        if self.api_key and not self._bearer_ok(request):
+            raise UIError(401, "missing or wrong API key (send 'Authorization: Bearer <key>')")
+
+    def key_or_cookie(self, request: Request) -> None:
+        if self.api_key and not (self._bearer_ok(request) or self._cookie_ok(request)):
+            raise UIError(401, "missing or wrong API key or session")
+
+
+@dataclass
+class UI:
+    """The page's state on a server: its collections and its upload queue."""
+
+    library: Library
+    jobs: Jobs
+
+    def close(self) -> None:
+        """Stop the upload worker (a running ingestion stops after its batch), then close the stores."""
+        self.jobs.close()
+        self.library.close()
+
+
+def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: str | None = None) -> UI:
+    """Add the search page's routes to ``app``; close the returned :class:`UI` on shutdown."""
+    library = Library(model, settings)
+    jobs = Jobs(library)
+    auth = _Auth(api_key)
+    index = _asset("index.html")
+    assets = {name: _asset(name) for name in ASSETS}
+    keyed = [Depends(auth.key)]
+    router = APIRouter()
+
+    @app.exception_handler(UIError)
+    async def ui_error(request: Request, exc: UIError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.middleware("http")
+    async def server_timing(request: Request, call_next):  # noqa: ANN001, ANN202
+        start = time.perf_counter()
+        response = await call_next(request)
+        if request.url.path.startswith(("/ui", "/files")):
+            response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - start):.2f}"
+        return response
+
+    @router.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    @router.get("/ui", include_in_schema=False)
+    @router.get("/ui/", include_in_schema=False)
+    def page() -> Response:
+        return Response(index, media_type="text/html; charset=utf-8",
+                        headers=SECURITY_HEADERS | {"Cache-Control": "no-cache"})  # fmt: skip
+
+    @router.get("/ui/static/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in assets:  # a fixed list: nothing is looked up on disk by a client's path
+            raise UIError(404, "not found")
+        return Response(assets[name], media_type=ASSETS[name],
+                        headers=SECURITY_HEADERS | {"Cache-Control": "no-cache"})  # fmt: skip
+
+    @router.get("/ui/api/config", dependencies=keyed)
+    def config() -> dict[str, Any]:
+        return {
+            "model": model.name,
+            "collection": settings.collection,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "upload_suffixes": list(UPLOAD_SUFFIXES),
+            "auth": bool(api_key),
+        }
+
+    @router.post("/ui/api/session", dependencies=keyed)
+    def session(request: Request) -> Response:
+        response = Response(status_code=204)
+        if api_key:
+            response.set_cookie(COOKIE, auth.session_value(), max_age=SESSION_S, path="/", httponly=True,
+                                samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+        return response
+
+    @router.get("/ui/api/collections", dependencies=keyed)
+    def collections() -> list[dict[str, Any]]:
+        return library.collections()
+
+    @router.get("/ui/api/collections/{name}/documents", dependencies=keyed)
+    def documents(name: str) -> list[dict[str, Any]]:
+        return library.documents(name)
+
+    @router.post("/ui/api/collections/{name}/search", dependencies=keyed)
+    def search(name: str, body: SearchBody) -> dict[str, Any]:
+        start = time.perf_counter()
+        hits = library.search(name, body.query, k=body.k, documents=tuple(body.documents), mode=body.mode)
+        return {"results": hits, "ms": round(1000 * (time.perf_counter() - start), 1)}
+
+    @router.get("/ui/api/collections/{name}/pages/{point_id}/heatmap", dependencies=keyed)
+    def heatmap(name: str, point_id: str, q: Annotated[str, Query(min_length=1, max_length=2000)]) -> dict:
+        return library.heatmap(name, point_id, q)
+
+    @router.get("/ui/api/collections/{name}/pages/{point_id}/image", dependencies=[Depends(auth.key_or_cookie)])
+    def image(name: str, point_id: str, size: str = "thumb") -> FileResponse:
+        path = library.page_image(name, point_id, size)
+        headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+        return FileResponse(path, media_type="image/webp", headers=headers)
+
+    @router.post("/ui/api/collections/{name}/uploads", dependencies=keyed)
+    async def upload(name: str, request: Request, filename: Annotated[str, Query(max_length=255)]) -> dict:
+        declared = request.headers.get("content-length")
+        size = int(declared) if declared and declared.isdigit() else None
+        job = await jobs.receive(name, filename, request.stream(), size)
+        return job.to_json()
+
+    @router.get("/ui/api/jobs", dependencies=keyed)
+    def job_list() -> list[dict[str, Any]]:
+        return jobs.list()
+
+    @router.get("/ui/api/jobs/{job_id}", dependencies=keyed)
+    def job(job_id: str) -> dict[str, Any]:
+        return jobs.get(job_id).to_json()
+
+    @router.get("/files/{name}/{document_id}/{file_name}", dependencies=[Depends(auth.key_or_cookie)])
+    def source_file(name: str, document_id: str, file_name: str) -> FileResponse:
+        path, media_type = library.source_file(name, document_id, file_name)
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+        return FileResponse(path, media_type=media_type, filename=path.name, content_disposition_type="inline",
+                            headers=headers)  # fmt: skip
+
+    app.include_router(router)
+    return UI(library, jobs)
+
+
+def create_ui_app(model: JinaV4, settings: UISettings, *, api_key: str | None = None) -> FastAPI:
+    """The search page alone (``visdoc ui``): no embedding endpoints."""
+    holder: dict[str, UI] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        yield
+        holder["ui"].close()
+
+    app = FastAPI(title="visdoc search page", lifespan=lifespan)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "model": model.name}
+
+    holder["ui"] = install_ui(app, model, settings, api_key=api_key)
+    return app

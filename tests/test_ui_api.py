@@ -1,0 +1,251 @@
+"""The search page's API in-process (FastAPI TestClient): auth, path checks, search, heatmaps, images, uploads."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURE
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+SAMPLES = FIXTURE.parents[2] / "examples" / "data"
+KEY = "ui-secret"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def make_pdf(path, lines: list[str]) -> None:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in lines:
+        page = doc.new_page(width=612, height=792)
+        page.insert_text((72, 100), text, fontsize=28)
+    doc.save(path)
+    doc.close()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, tiny_fp32):
+    """A collection with the sample report (3 PDF pages), the sample page image and a changed file."""
+    from visdoc.heatmap import GRID_FIELD
+    from visdoc.ingest import Ingestor
+    from visdoc.store import CollectionSpec, PagePoint, open_store
+
+    root = tmp_path_factory.mktemp("ui")
+    docs = root / "docs"
+    docs.mkdir()
+    for name in ("annual-report.pdf", "sample-page.png"):
+        shutil.copy(SAMPLES / name, docs / name)
+    make_pdf(docs / "changing.pdf", ["first version"])
+    spec = CollectionSpec(dim=32, model=tiny_fp32.name)
+    with open_store("docs", spec, data_dir=root / "data") as store:
+        Ingestor(tiny_fp32, store, workers=0).ingest([docs])
+        # a page stored before grids were recorded: the page drops its image_grid
+        report = next(r for r in store.iter_records() if r.payload["file_name"] == "annual-report.pdf")
+        [full] = store.retrieve([report.id], with_vectors=True)
+        payload = {k: v for k, v in full.payload.items() if k != GRID_FIELD}
+        store.upsert([PagePoint(full.id, full.dense, full.multivector, payload)])
+        assert GRID_FIELD not in store.retrieve([full.id])[0].payload
+    make_pdf(docs / "changing.pdf", ["second version"])  # changed after ingestion: never served
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(data_dir, tiny_fp32):
+    from visdoc.server import UISettings, create_ui_app
+
+    settings = UISettings(data_dir=data_dir / "data", collection="docs", max_upload_bytes=2 << 20)
+    with TestClient(create_ui_app(tiny_fp32, settings, api_key=KEY)) as c:
+        yield c
+
+
+def hits(client, query="revenue by quarter", **body) -> list[dict]:
+    response = client.post("/ui/api/collections/docs/search", json={"query": query, **body}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
+
+
+def first(client, file_name: str) -> dict:
+    return next(h for h in hits(client, k=50) if h["file_name"] == file_name)
+
+
+def test_page_and_assets_load_without_a_key_and_the_api_needs_it(client):
+    page = client.get("/ui/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing loaded from elsewhere
+    assert client.get("/ui/static/app.js").status_code == 200
+    assert client.get("/", follow_redirects=False).headers["location"] == "/ui/"
+    assert client.get("/ui/api/config").status_code == 401
+    assert client.get("/ui/api/config", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/ui/api/config", headers=AUTH).json()["auth"] is True
+    assert client.post("/ui/api/collections/docs/search", json={"query": "x"}).status_code == 401
+    assert client.post("/ui/api/collections/docs/uploads?filename=a.pdf", content=b"%PDF").status_code == 401
+    assert client.post("/ui/api/session").status_code == 401
+
+
+def test_images_and_files_take_the_key_or_a_valid_session_cookie(client, tiny_fp32):
+    hit = first(client, "annual-report.pdf")
+    client.cookies.clear()
+    assert client.get(hit["thumb_url"]).status_code == 401
+    assert client.get(hit["file_url"].split("#")[0]).status_code == 401
+    assert client.get(hit["thumb_url"], headers=AUTH).status_code == 200
+    for forged in ("1", "99999999999.00", f"{int(time.time()) - 5}.abc", ""):
+        client.cookies.set("visdoc_session", forged)
+        assert client.get(hit["thumb_url"]).status_code == 401
+    client.cookies.clear()
+    session = client.post("/ui/api/session", headers=AUTH)
+    assert session.status_code == 204
+    cookie = session.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=3600" in cookie
+    assert client.get(hit["thumb_url"]).status_code == 200  # the cookie now
+    assert client.get("/ui/api/config").status_code == 401  # but the JSON API still wants the header
+    client.cookies.clear()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/api/collections/docs/pages/..%2F..%2F..%2Fetc%2Fpasswd/image",
+        "/ui/api/collections/docs/pages/%2Fetc%2Fpasswd/image?size=page",
+        "/ui/api/collections/..%2F..%2Fetc/pages/00000000-0000-0000-0000-000000000000/image",
+        "/ui/api/collections/docs/pages/00000000-0000-0000-0000-000000000000/image",
+        "/ui/api/collections/nope/pages/00000000-0000-0000-0000-000000000000/image",
+        "/files/docs/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/files/docs/0123456789abcdef0123456789abcdef/passwd",
+        "/files/docs/..%2F..%2F..%2Fetc/passwd/passwd",
+        "/files/..%2Fdata/0123456789abcdef0123456789abcdef/a.pdf",
+        "/ui/static/..%2Fui.py",
+        "/ui/static/ui.py",
+        "/ui/../etc/passwd",
+    ],
+)
+def test_path_traversal_and_unknown_ids_are_not_found(client, path):
+    response = client.get(path, headers=AUTH)
+    assert response.status_code in (403, 404), (path, response.status_code)
+    assert b"root:" not in response.content
+
+
+def test_files_are_served_only_by_their_registered_name_and_content(client, data_dir):
+    hit = first(client, "annual-report.pdf")
+    url = hit["file_url"]
+    assert url.endswith(f"#page={hit['page'] + 1}")
+    response = client.get(url.split("#")[0], headers=AUTH)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    assert response.content == (SAMPLES / "annual-report.pdf").read_bytes()
+    assert "inline" in response.headers["content-disposition"]
+    other = url.split("#")[0].rsplit("/", 1)[0] + "/sample-page.png"  # right document, other name
+    assert client.get(other, headers=AUTH).status_code == 404
+    changed = first(client, "changing.pdf")
+    assert client.get(changed["file_url"].split("#")[0], headers=AUTH).status_code == 404
+    assert client.get(changed["thumb_url"], headers=AUTH).status_code == 404
+    assert client.get(hit["thumb_url"].replace("size=thumb", "size=..%2Fx"), headers=AUTH).status_code == 400
+
+
+def test_search_results_filters_and_collections(client):
+    results = hits(client, k=50)
+    assert {h["file_name"] for h in results} == {"annual-report.pdf", "sample-page.png", "changing.pdf"}
+    assert [h["score"] for h in results] == sorted((h["score"] for h in results), reverse=True)
+    report = [h for h in results if h["file_name"] == "annual-report.pdf"]
+    assert sorted(h["page"] for h in report) == [0, 1, 2] and all(h["snippet"] for h in report)
+    assert report[0]["thumb_url"] and report[0]["image_url"] and report[0]["heatmap_url"]
+    doc = report[0]["document_id"]
+    assert {h["document_id"] for h in hits(client, documents=[doc])} == {doc}
+    bad = client.post("/ui/api/collections/docs/search", json={"query": "x", "documents": ["../x"]}, headers=AUTH)
+    assert bad.status_code == 404
+    documents = client.get("/ui/api/collections/docs/documents", headers=AUTH).json()
+    assert {d["file_name"]: d["pages"] for d in documents} == {"annual-report.pdf": 3, "changing.pdf": 1,
+                                                                "sample-page.png": 1}  # fmt: skip
+    names = [c["name"] for c in client.get("/ui/api/collections", headers=AUTH).json()]
+    assert names[0] == "docs"
+    missing = client.post("/ui/api/collections/none/search", json={"query": "x"}, headers=AUTH)
+    assert missing.status_code == 404 and "does not exist" in missing.json()["detail"]
+
+
+def test_heatmap_matches_the_stored_tokens_and_the_displayed_image(client, tiny_fp32):
+    from PIL import Image
+
+    for hit in hits(client, k=50):
+        heat = client.get(hit["heatmap_url"], params={"q": "revenue by quarter"}, headers=AUTH)
+        assert heat.status_code == 200, heat.text  # the page without a stored grid gets a derived one
+        heat = heat.json()
+        rows, cols = heat["rows"], heat["cols"]
+        overall = np.array(heat["overall"])
+        per_token = np.array(heat["per_token"])
+        assert overall.shape == (rows * cols,) and per_token.shape == (len(heat["tokens"]), rows * cols)
+        np.testing.assert_allclose(overall, per_token.max(axis=0), atol=1e-4)
+        assert heat["tokens"][0] == "Query"
+        if hit["file_name"] == "changing.pdf":
+            continue  # its source changed: no image
+        page = Image.open(io.BytesIO(client.get(hit["image_url"], headers=AUTH).content))
+        assert page.format == "WEBP"
+        if hit["file_name"].endswith(".pdf"):  # rendered as for the model: 28 px per merged token
+            assert page.size == (28 * cols, 28 * rows)
+        else:  # the image's own aspect ratio, as the model resized it
+            assert abs(page.width / page.height - cols / rows) < 0.05
+        thumb = Image.open(io.BytesIO(client.get(hit["thumb_url"], headers=AUTH).content))
+        assert thumb.width < page.width and thumb.width * thumb.height <= 96_000
+
+
+def test_upload_runs_ingestion_in_the_background(client, tmp_path):
+    pdf = tmp_path / "Quarterly notes (draft).pdf"
+    make_pdf(pdf, ["Shipping volumes by region", "Warehouse capacity plan"])
+    url = "/ui/api/collections/uploaded/uploads"
+    response = client.post(url, params={"filename": "../../" + pdf.name}, content=pdf.read_bytes(), headers=AUTH)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["file_name"] == "Quarterly notes _draft_.pdf" and "path" not in job
+    deadline = time.time() + 120
+    while job["state"] in ("queued", "embedding") and time.time() < deadline:
+        time.sleep(0.2)
+        job = client.get(f"/ui/api/jobs/{job['id']}", headers=AUTH).json()
+    assert job["state"] == "done" and job["done"] == job["total"] == 2 and job["pages_stored"] == 2
+    results = client.post("/ui/api/collections/uploaded/search", json={"query": "warehouse"}, headers=AUTH).json()
+    assert sorted(h["page"] for h in results["results"]) == [0, 1]
+    assert client.get(results["results"][0]["thumb_url"], headers=AUTH).status_code == 200
+    again = client.post(url, params={"filename": "copy.pdf"}, content=pdf.read_bytes(), headers=AUTH).json()
+    while again["state"] in ("queued", "embedding"):
+        time.sleep(0.2)
+        again = client.get(f"/ui/api/jobs/{again['id']}", headers=AUTH).json()
+    assert again["state"] == "done" and again["pages_stored"] == 0 and again["message"] == "already stored"
+    assert any(j["id"] == job["id"] for j in client.get("/ui/api/jobs", headers=AUTH).json())
+
+
+def test_upload_limits(client):
+    url = "/ui/api/collections/uploaded/uploads"
+    too_big = client.post(url, params={"filename": "big.pdf"}, content=b"%PDF" + b"0" * (2 << 20), headers=AUTH)
+    assert too_big.status_code == 413
+    assert client.post(url, params={"filename": "x.exe"}, content=b"MZ", headers=AUTH).status_code == 415
+    assert client.post(url, params={"filename": "x.svg"}, content=b"<svg/>", headers=AUTH).status_code == 415
+    assert client.post(url, params={"filename": "empty.pdf"}, content=b"", headers=AUTH).status_code == 400
+    bad_name = client.post("/ui/api/collections/..%2Fx/uploads", params={"filename": "a.pdf"}, content=b"%PDF",
+                           headers=AUTH)  # fmt: skip
+    assert bad_name.status_code == 404
+    broken = client.post(url, params={"filename": "broken.pdf"}, content=b"not a pdf", headers=AUTH).json()
+    while broken["state"] in ("queued", "embedding"):
+        time.sleep(0.1)
+        broken = client.get(f"/ui/api/jobs/{broken['id']}", headers=AUTH).json()
+    assert broken["state"] == "failed" and "cannot open PDF" in broken["message"]
+
+
+def test_static_assets_ship_as_package_data():
+    import fnmatch
+    import re
+
+    tomllib = pytest.importorskip("tomllib")
+    from visdoc.server.ui import ASSETS
+
+    root = FIXTURE.parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    static = root / "connectors" / "visdoc" / "server" / "static"
+    shipped = {f.name for f in static.iterdir() if any(fnmatch.fnmatch(f"static/{f.name}", p)
+                                                        for p in patterns["visdoc.server"])}  # fmt: skip
+    assert shipped == {f.name for f in static.iterdir()} == {"index.html", *ASSETS}
+    html = (static / "index.html").read_text()
+    assert set(re.findall(r'(?:src|href)="([^"]+)"', html)) == {f"/ui/static/{name}" for name in ASSETS}
