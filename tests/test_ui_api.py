@@ -249,3 +249,43 @@ def test_static_assets_ship_as_package_data():
     assert shipped == {f.name for f in static.iterdir()} == {"index.html", *ASSETS}
     html = (static / "index.html").read_text()
     assert set(re.findall(r'(?:src|href)="([^"]+)"', html)) == {f"/ui/static/{name}" for name in ASSETS}
+
+
+def test_cli_ui_serves_the_page_alone_and_serve_can_leave_it_out(tmp_path):
+    import subprocess
+    import sys
+
+    import httpx
+    from test_server import free_port
+
+    def launch(*args: str) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        cmd = [sys.executable, "-m", "visdoc", *args, "--model", str(FIXTURE), "--port", str(port),
+               "--data-dir", str(tmp_path)]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                time.sleep(0.2)
+        proc.kill()
+        raise RuntimeError(proc.stderr.read())
+
+    proc, url = launch("ui")
+    try:
+        assert httpx.get(f"{url}/ui").status_code == 200
+        config = httpx.get(f"{url}/ui/api/config").json()  # no key given: open
+        assert config["collection"] == "visdoc" and config["auth"] is False
+        assert httpx.post(f"{url}/v1/embeddings", json={"input": "x"}).status_code == 404  # the page alone
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    proc, url = launch("serve", "--no-ui")
+    try:
+        assert httpx.get(f"{url}/ui").status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -169,12 +169,15 @@ def _ui_settings(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _ui(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from .server import serve
 
     model = _load_model(args, args.model)
     auth = "bearer token required" if args.api_key else "no authentication"
     print(f"search page on http://{args.host}:{args.port}/ui ({auth})", file=sys.stderr, flush=True)
-    serve(model, host=args.host, port=args.port, api_key=args.api_key, ui=_ui_settings(args), ui_only=True)
+    settings = dataclasses.replace(_ui_settings(args), preload=True)  # the page's own server: open the store now
+    serve(model, host=args.host, port=args.port, api_key=args.api_key, ui=settings, ui_only=True)
     return 0
 
 

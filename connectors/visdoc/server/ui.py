@@ -8,6 +8,7 @@ send headers). The page itself and its assets load without a key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -211,8 +212,10 @@ def create_ui_app(model: JinaV4, settings: UISettings, *, api_key: str | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
+        if settings.preload:
+            await asyncio.to_thread(holder["ui"].library.preload)
         yield
-        holder["ui"].close()
+        await asyncio.to_thread(holder["ui"].close)
 
     app = FastAPI(title="visdoc search page", lifespan=lifespan)
 
