@@ -62,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-size", type=int, default=8, help="pages embedded and stored per step")
     ingest.add_argument("--workers", type=int, default=None, help="PDF render processes (default: cores - 1)")
     ingest.add_argument("--max-pixels", type=int, default=None, help="lower pixel budget per page")
+    cluster = ingest.add_argument_group("distributed ingestion on Ray (extra visdoc[ray]; see docs/scaling.md)")
+    cluster.add_argument("--ray", action="store_true", help="read, render and embed on a Ray cluster")
+    cluster.add_argument("--address", default=None,
+                         help="Ray cluster to join (default: $RAY_ADDRESS or a new local instance)")  # fmt: skip
+    cluster.add_argument("--actors", type=int, default=2, help="model replicas embedding in parallel (default 2)")
+    cluster.add_argument("--gpus-per-actor", type=float, default=None,
+                         help="GPUs per replica (default: 1 if the cluster has GPUs, else 0: on CPU)")  # fmt: skip
+    cluster.add_argument("--cpus-per-actor", type=float, default=None,
+                         help="cores per replica (default: 1 on GPU; on CPU all cores but one, shared)")  # fmt: skip
     ingest.set_defaults(run=_ingest)
 
     find = commands.add_parser("search", help="search a collection with a text query (or --image)")
@@ -269,12 +278,48 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     from .ingest import Ingestor
+
+    if args.ray:
+        return _ingest_on_ray(args)
+    model = _load_model(args, args.model)
+    with _open_store(args, _collection_spec(args, model.dims, model.name), **_server_options(args)) as store:
+        ingestor = Ingestor(model, store, workers=args.workers, batch_size=args.batch_size, max_pixels=args.max_pixels)
+        report = ingestor.ingest(args.paths, show_progress=True)
+        print(report.summary())
+        print(f"collection {args.collection!r}: {store.count()} points")
+    return 1 if report.problems else 0
+
+
+def _ingest_on_ray(args: argparse.Namespace) -> int:
+    from .checkpoint import read_checkpoint, resolve
+    from .distributed import RayIngestor
+
+    if args.embedding_url:
+        raise VisdocError(f"--ray embeds with model replicas in Ray actors: unset --embedding-url/${EMBEDDING_URL_ENV}")
+    options = {"actors": args.actors, "gpus_per_actor": args.gpus_per_actor, "cpus_per_actor": args.cpus_per_actor,
+               "batch_size": args.batch_size, "max_pixels": args.max_pixels, "dtype": args.dtype,
+               "address": args.address}  # fmt: skip
+    checkpoint = read_checkpoint(resolve(args.model))  # config and tokenizer only: the actors load the weights
+    spec = _collection_spec(args, checkpoint.matryoshka_dims, str(args.model))
+    with _open_store(args, spec, **_server_options(args)) as store:
+        report = RayIngestor(args.model, store, checkpoint=checkpoint, **options).ingest(args.paths, show_progress=True)
+        print(report.summary())
+        print(f"collection {args.collection!r}: {store.count()} points")
+    return 1 if report.problems else 0
+
+
+def _server_options(args: argparse.Namespace) -> dict[str, int | None]:
+    return {"shard_number": args.shard_number, "replication_factor": args.replication_factor,
+            "write_consistency_factor": args.write_consistency_factor}  # fmt: skip
+
+
+def _collection_spec(args: argparse.Namespace, dims: Sequence[int], model_name: str):  # noqa: ANN202
+    """The settings of a collection that ``visdoc ingest`` creates."""
     from .store import CollectionSpec
 
-    model = _load_model(args, args.model)
-    spec = CollectionSpec(
-        dim=args.dim or model.dims[-1],
-        model=model.name,
+    return CollectionSpec(
+        dim=args.dim or dims[-1],
+        model=model_name,
         task=args.task,
         multivector_datatype=args.datatype,
         quantization=args.quantization,
@@ -284,14 +329,6 @@ def _ingest(args: argparse.Namespace) -> int:
         rowcol=args.rowcol,
         oversampling=args.oversampling,
     )
-    server = {"shard_number": args.shard_number, "replication_factor": args.replication_factor,
-              "write_consistency_factor": args.write_consistency_factor}  # fmt: skip
-    with _open_store(args, spec, **server) as store:
-        ingestor = Ingestor(model, store, workers=args.workers, batch_size=args.batch_size, max_pixels=args.max_pixels)
-        report = ingestor.ingest(args.paths, show_progress=True)
-        print(report.summary())
-        print(f"collection {args.collection!r}: {store.count()} points")
-    return 1 if report.problems else 0
 
 
 def _search(args: argparse.Namespace) -> int:
