@@ -68,8 +68,8 @@ class RayIngestor:
     Qdrant server reached by URL, ``writers`` actors (default: ``actors``) write with their own
     clients (``remote_writes=False`` keeps them in this process).
 
-    Without a running Ray session :meth:`ingest` connects to ``address`` (a cluster such as
-    ``"auto"`` or ``"ray://head:10001"``; default: ``$RAY_ADDRESS`` or a new local instance) and
+    Without a running Ray session :meth:`ingest` connects to ``address`` (``"auto"``: the cluster
+    this machine belongs to; default: ``$RAY_ADDRESS`` or a new local instance) and
     disconnects at the end; ``init_options`` go to ``ray.init`` for a new local instance.
     ``checkpoint`` saves reading the model's configuration again when the caller has it.
     """
