@@ -2,11 +2,12 @@
 
 Builds an embedded collection of ``--pages`` pages (default 1,000) from 100 generated PDFs of
 Letter pages, with synthetic vectors of the exact shapes the tiny checkpoint gives such a page
-(756 tokens of 128-d, a 24 x 31 patch grid, a 64-d dense vector; random unit vectors, which cost
+(780 tokens of 128-d, a 24 x 32 patch grid, a 64-d dense vector; random unit vectors, which cost
 the store what real ones do). Then starts ``visdoc ui`` on a loopback port with a key, as in
 production, and replays what a browser does on its first visit: the page and its two assets, the
 config, session, collection and document listings, one search (which embeds the query with the
-tiny model), and the thumbnail of the first hit (rendered from the PDF, then cached). Each
+tiny model), the thumbnail of the first hit (rendered from the PDF, then cached) and its match
+heatmap. Each
 request's server time is read from its ``Server-Timing`` header; the first visit after the
 server started (cold: store opened, first query embedded, thumbnail rendered) and the median of
 ``--repeat`` further visits (warm, other queries) are shown.
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "jina-v4-tiny"
 KEY = "bench-key"
 PAGES_PER_PDF = 10
-GRID = (31, 24)  # rows, cols of merged tokens of a Letter page at 602,112 px: 672 x 868
+GRID = (32, 24)  # rows, cols of merged tokens of a Letter page rendered for the model: 672 x 896 px
 HEAD, TAIL = 5, 7  # template tokens around the image tokens
 DENSE_DIM = 64
 WORDS = ("revenue quarter growth margin invoice shipping warehouse forecast chart table region customer "
@@ -114,9 +115,11 @@ def visit(client: httpx.Client, query: str) -> dict[str, float]:
     response = client.post("/ui/api/collections/bench/search", json={"query": query, "k": 24})
     times["search"] = server_ms(response)
     times["page load + first results"] = sum(times.values())
-    thumb = client.get(response.json()["results"][0]["thumb_url"])
+    top = response.json()["results"][0]
+    thumb = client.get(top["thumb_url"])
     times["thumbnail"] = server_ms(thumb)
     assert thumb.headers["content-type"] == "image/webp"
+    times["heatmap (on opening a hit)"] = server_ms(client.get(top["heatmap_url"], params={"q": query}))
     return times
 
 

@@ -249,7 +249,7 @@ class Library:
             "snippet": snippet(str(p.get("text", "")), query),
             "thumb_url": f"{base}/image?size=thumb" if kind == "page_image" and is_file else None,
             "image_url": f"{base}/image?size=page" if kind == "page_image" and is_file else None,
-            "heatmap_url": f"{base}/heatmap" if kind == "page_image" else None,
+            "heatmap_url": f"{base}/heatmap" if kind == "page_image" and is_file else None,
             "has_grid": GRID_FIELD in p,
             "file_url": file_url,
         }
