@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 SAMPLES = FIXTURE.parents[2] / "examples" / "data"
 KEY = "ui-secret"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+UPLOAD = AUTH | {"Content-Type": "application/octet-stream"}
 
 
 def make_pdf(path, lines: list[str]) -> None:
@@ -197,7 +198,7 @@ def test_upload_runs_ingestion_in_the_background(client, tmp_path):
     pdf = tmp_path / "Quarterly notes (draft).pdf"
     make_pdf(pdf, ["Shipping volumes by region", "Warehouse capacity plan"])
     url = "/ui/api/collections/uploaded/uploads"
-    response = client.post(url, params={"filename": "../../" + pdf.name}, content=pdf.read_bytes(), headers=AUTH)
+    response = client.post(url, params={"filename": "../../" + pdf.name}, content=pdf.read_bytes(), headers=UPLOAD)
     assert response.status_code == 200, response.text
     job = response.json()
     assert job["file_name"] == "Quarterly notes _draft_.pdf" and "path" not in job
@@ -209,7 +210,7 @@ def test_upload_runs_ingestion_in_the_background(client, tmp_path):
     results = client.post("/ui/api/collections/uploaded/search", json={"query": "warehouse"}, headers=AUTH).json()
     assert sorted(h["page"] for h in results["results"]) == [0, 1]
     assert client.get(results["results"][0]["thumb_url"], headers=AUTH).status_code == 200
-    again = client.post(url, params={"filename": "copy.pdf"}, content=pdf.read_bytes(), headers=AUTH).json()
+    again = client.post(url, params={"filename": "copy.pdf"}, content=pdf.read_bytes(), headers=UPLOAD).json()
     while again["state"] in ("queued", "embedding"):
         time.sleep(0.2)
         again = client.get(f"/ui/api/jobs/{again['id']}", headers=AUTH).json()
@@ -219,15 +220,22 @@ def test_upload_runs_ingestion_in_the_background(client, tmp_path):
 
 def test_upload_limits(client):
     url = "/ui/api/collections/uploaded/uploads"
-    too_big = client.post(url, params={"filename": "big.pdf"}, content=b"%PDF" + b"0" * (2 << 20), headers=AUTH)
+    too_big = client.post(url, params={"filename": "big.pdf"}, content=b"%PDF" + b"0" * (2 << 20), headers=UPLOAD)
     assert too_big.status_code == 413
-    assert client.post(url, params={"filename": "x.exe"}, content=b"MZ", headers=AUTH).status_code == 415
-    assert client.post(url, params={"filename": "x.svg"}, content=b"<svg/>", headers=AUTH).status_code == 415
-    assert client.post(url, params={"filename": "empty.pdf"}, content=b"", headers=AUTH).status_code == 400
+    assert client.post(url, params={"filename": "x.exe"}, content=b"MZ", headers=UPLOAD).status_code == 415
+    assert client.post(url, params={"filename": "x.svg"}, content=b"<svg/>", headers=UPLOAD).status_code == 415
+    assert client.post(url, params={"filename": "empty.pdf"}, content=b"", headers=UPLOAD).status_code == 400
+    text = AUTH | {"Content-Type": "text/plain"}  # what another site could send without a CORS preflight
+    assert client.post(url, params={"filename": "a.pdf"}, content=b"%PDF", headers=text).status_code == 415
+    evil = UPLOAD | {"Origin": "http://evil.example"}
+    assert client.post(url, params={"filename": "a.pdf"}, content=b"%PDF", headers=evil).status_code == 403
+    assert client.post("/ui/api/session", headers=AUTH | {"Origin": "http://evil.example"}).status_code == 403
+    same = UPLOAD | {"Origin": "http://testserver"}
+    assert client.post(url, params={"filename": "x.exe"}, content=b"MZ", headers=same).status_code == 415
     bad_name = client.post("/ui/api/collections/..%2Fx/uploads", params={"filename": "a.pdf"}, content=b"%PDF",
-                           headers=AUTH)  # fmt: skip
+                           headers=UPLOAD)  # fmt: skip
     assert bad_name.status_code == 404
-    broken = client.post(url, params={"filename": "broken.pdf"}, content=b"not a pdf", headers=AUTH).json()
+    broken = client.post(url, params={"filename": "broken.pdf"}, content=b"not a pdf", headers=UPLOAD).json()
     while broken["state"] in ("queued", "embedding"):
         time.sleep(0.1)
         broken = client.get(f"/ui/api/jobs/{broken['id']}", headers=AUTH).json()

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -85,6 +86,13 @@ class _Auth:
             raise UIError(401, "missing or wrong API key or session")
 
 
+def same_origin(request: Request) -> None:
+    """Refuse writes that another site's page sends (matters most when no key is set)."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise UIError(403, "cross-site request refused")
+
+
 @dataclass
 class UI:
     """The page's state on a server: its collections and its upload queue."""
@@ -148,7 +156,7 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
             "auth": bool(api_key),
         }
 
-    @router.post("/ui/api/session", dependencies=keyed)
+    @router.post("/ui/api/session", dependencies=[*keyed, Depends(same_origin)])
     def session(request: Request) -> Response:
         response = Response(status_code=204)
         if api_key:
@@ -164,7 +172,7 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
     def documents(name: str) -> list[dict[str, Any]]:
         return library.documents(name)
 
-    @router.post("/ui/api/collections/{name}/search", dependencies=keyed)
+    @router.post("/ui/api/collections/{name}/search", dependencies=[*keyed, Depends(same_origin)])
     def search(name: str, body: SearchBody) -> dict[str, Any]:
         start = time.perf_counter()
         hits = library.search(name, body.query, k=body.k, documents=tuple(body.documents), mode=body.mode)
@@ -180,8 +188,10 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
         headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
         return FileResponse(path, media_type="image/webp", headers=headers)
 
-    @router.post("/ui/api/collections/{name}/uploads", dependencies=keyed)
+    @router.post("/ui/api/collections/{name}/uploads", dependencies=[*keyed, Depends(same_origin)])
     async def upload(name: str, request: Request, filename: Annotated[str, Query(max_length=255)]) -> dict:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/octet-stream":
+            raise UIError(415, "send the file as the body, Content-Type: application/octet-stream")
         declared = request.headers.get("content-length")
         size = int(declared) if declared and declared.isdigit() else None
         job = await jobs.receive(name, filename, request.stream(), size)
