@@ -193,3 +193,10 @@ def test_unauthorised_requests_and_path_traversal_are_refused(page, server):
         response = httpx.get(server + path, headers=headers)
         assert response.status_code in (403, 404), path
         assert page.request.get(path).status in (403, 404)  # with the session cookie too
+
+
+def test_images_load_again_after_the_session_cookie_is_lost(page):
+    page.context.clear_cookies()  # expired, or the server restarted
+    search(page, QUERY)
+    wait_until(page, "[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert all("&retry=" in src for src in page.locator(".card img").evaluate_all("l => l.map(i => i.src)"))

@@ -243,8 +243,9 @@
   }
 
   async function retryImage(img) {
-    // the session cookie may have expired (or the server restarted): renew it once
-    if (await openSession()) img.src = img.src.split("#")[0] + "#r";
+    // the session cookie may have expired (or the server restarted): renew it, then try once more
+    if (!img.src || img.src.includes("&retry=")) return;
+    if (await openSession()) img.src = img.src + "&retry=" + Date.now();
   }
 
   // -- page viewer and heatmap -------------------------------------------------------------
@@ -547,7 +548,7 @@
       if (e.target.dataset.token !== undefined) selectToken(Number(e.target.dataset.token));
     });
     $("heatmap").addEventListener("mousemove", describePatch);
-    $("page-image").addEventListener("error", () => retryImage($("page-image")), { once: true });
+    $("page-image").addEventListener("error", () => retryImage($("page-image")));
     bindDropzone();
   }
 
