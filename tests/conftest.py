@@ -40,6 +40,21 @@ def tiny_bf16():
 
 
 @pytest.fixture(scope="session")
+def tiny_varlen_fp32():
+    """Packed batches through visdoc's varlen attention (the CUDA default), run on CPU."""
+    from visdoc import JinaV4
+
+    return JinaV4.from_pretrained(FIXTURE, dtype="float32", attn_implementation="varlen")
+
+
+@pytest.fixture(scope="session")
+def tiny_varlen_bf16():
+    from visdoc import JinaV4
+
+    return JinaV4.from_pretrained(FIXTURE, dtype="bfloat16", attn_implementation="varlen")
+
+
+@pytest.fixture(scope="session")
 def built_checkpoint(tmp_path_factory) -> Path:
     """A second random checkpoint: more layers and heads, a deeper vision tower, own tokenizer."""
     from visdoc.testing import build_checkpoint

@@ -41,6 +41,8 @@ def golden_calls(model, inputs: dict) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(("model_fixture", "golden", "threshold"), [
     ("tiny_fp32", "golden_fp32.npz", 0.9999),
     ("tiny_bf16", "golden_bf16.npz", 0.999),
+    ("tiny_varlen_fp32", "golden_fp32.npz", 0.9999),
+    ("tiny_varlen_bf16", "golden_bf16.npz", 0.999),
 ])  # fmt: skip
 def test_matches_reference_golden_outputs(request, fixture_inputs, model_fixture, golden, threshold):
     model = request.getfixturevalue(model_fixture)

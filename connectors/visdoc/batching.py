@@ -49,3 +49,23 @@ def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> f
     """Fraction of padded positions over all positions for a batch plan (0 = no waste)."""
     padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
     return 1 - sum(lengths) / padded if padded else 0.0
+
+
+def plan_packed(lengths: Sequence[int], max_tokens: int, max_items: int | None = None) -> list[list[int]]:
+    """Batches for packed sequences (no padding): length-sorted runs of at most ``max_tokens``
+    tokens in total; an item longer than the budget gets a batch of its own."""
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        full = max_items is not None and len(current) >= max_items
+        if current and (total + lengths[i] > max_tokens or full):
+            batches.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += lengths[i]
+    if current:
+        batches.append(current)
+    return batches

@@ -106,10 +106,11 @@ def resolve(name_or_path: str | Path, *, revision: str | None = None) -> Path:
         raise CheckpointError(f"could not fetch {name_or_path} from the Hugging Face hub: {exc}") from exc
 
 
-def read_checkpoint(folder: Path) -> Checkpoint:
-    """Validate a checkpoint folder and parse its configuration files."""
+def read_checkpoint(folder: Path, *, weights: bool = True) -> Checkpoint:
+    """Validate a checkpoint folder and parse its configuration files (``weights=False``: a folder
+    without model weights, for a randomly initialised network)."""
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-    weight_files = _weight_files(folder, missing)
+    weight_files = _weight_files(folder, missing) if weights else ()
     if missing:
         raise CheckpointError(f"checkpoint {folder} is missing: {', '.join(missing)}")
     config = _read_json(folder / "config.json")

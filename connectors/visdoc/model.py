@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .arguments import check_dim, check_outputs, check_prompt, check_task
-from .batching import plan_batches
+from .batching import plan_batches, plan_packed
 from .checkpoint import DEFAULT_MODEL, MODEL_ENV, Checkpoint, read_checkpoint, resolve
 from .errors import ImageLoadError
 from .images import ImageInput, describe, image_size, load_rgb
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 DEFAULT_MAX_LENGTH = 32768
 CPU_BATCH_TOKENS = 8192
 GPU_BATCH_TOKENS = 32768
+PREFETCH_BATCHES = 2
+ATTENTION_CHOICES = ("varlen", "flash_attention_2", "sdpa", "eager")
 SYMMETRIC_TASKS = {"text-matching"}
 DTYPE_NAMES = {
     "float32": "float32", "fp32": "float32", "float": "float32",
@@ -70,6 +76,7 @@ class JinaV4:
         dtype: torch.dtype,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
+        preprocess_workers: int | None = None,
     ) -> None:
         c = checkpoint.config
         self.network = network
@@ -88,6 +95,10 @@ class JinaV4:
         self.preprocessor = ImagePreprocessor(checkpoint.pixels)
         self._plan: BatchPlanner = plan_batches
         self._lock = threading.Lock()  # one forward pass at a time: adapters are switched per call
+        self.packed = False  # True: each batch is one row of concatenated sequences (varlen attention)
+        if preprocess_workers is None:
+            preprocess_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+        self.preprocess_workers = preprocess_workers
 
     @classmethod
     def from_pretrained(
@@ -100,23 +111,64 @@ class JinaV4:
         revision: str | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
+        merge_adapters: bool = False,
+        compile: bool = False,
+        preprocess_workers: int | None = None,
     ) -> JinaV4:
         """Load a checkpoint folder or hub id (``jinaai/jina-embeddings-v4``) without remote code.
 
-        ``dtype`` defaults to bfloat16 on GPU and float32 on CPU; ``attn_implementation`` to
-        ``flash_attention_2`` when flash-attn is installed and the device is CUDA, else ``sdpa``.
-        ``max_batch_tokens`` bounds padded tokens per forward pass.
+        ``dtype`` defaults to bfloat16 on GPU and float32 on CPU. ``attn_implementation``:
+        ``varlen`` packs each batch into one row with no padding (PyTorch's FlashAttention varlen
+        kernel on CUDA; the default there in half precision), ``flash_attention_2`` (flash-attn),
+        ``sdpa`` (padded batches; the default on CPU) or ``eager``. ``max_batch_tokens`` bounds
+        the tokens (padded ones included) per forward pass. ``merge_adapters`` folds the active
+        task's LoRA into the weights (faster; bf16 results move by ~1e-3 in cosine, see
+        docs/model.md). ``compile`` runs the towers through ``torch.compile``.
+        ``preprocess_workers`` threads decode and patchify the next batches' images while the
+        model runs the current one (default: up to 8 on CUDA, none on CPU).
         """
+        options = dict(device=device, dtype=dtype, attn_implementation=attn_implementation, revision=revision,
+                       max_length=max_length, max_batch_tokens=max_batch_tokens, merge_adapters=merge_adapters,
+                       compile=compile, preprocess_workers=preprocess_workers)  # fmt: skip
+        return cls._build(name_or_path, **options)
 
-        from .network import load_network
+    @classmethod
+    def random(cls, name_or_path: str | os.PathLike, **options: Any) -> JinaV4:
+        """A model of the checkpoint's shape with random weights made on the device, ignoring any
+        weight files in it (benchmarks at full size; see :func:`visdoc.testing.build_checkpoint`)."""
+        return cls._build(name_or_path, random_weights=True, **options)
+
+    @classmethod
+    def _build(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        attn_implementation: str | None = None,
+        revision: str | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        max_batch_tokens: int | None = None,
+        merge_adapters: bool = False,
+        compile: bool = False,
+        preprocess_workers: int | None = None,
+        random_weights: bool = False,
+    ) -> JinaV4:
+        from .network import load_network, random_network
 
         folder = resolve(name_or_path, revision=revision)
-        ckpt = read_checkpoint(folder)
+        ckpt = read_checkpoint(folder, weights=not random_weights)
         dev = _pick_device(device)
         torch_dtype = _pick_dtype(dtype, dev)
         attn = attn_implementation or _pick_attention(dev, torch_dtype)
-        network = load_network(ckpt, device=dev, dtype=torch_dtype, attn_implementation=attn)
-        return cls(
+        if attn not in ATTENTION_CHOICES:
+            raise ValueError(f"unknown attn_implementation {attn!r}; use one of {', '.join(ATTENTION_CHOICES)}")
+        build = random_network if random_weights else load_network
+        network = build(ckpt, device=dev, dtype=torch_dtype, attn_implementation=attn, merge_adapters=merge_adapters)
+        if compile:
+            network.model.language_model.compile(dynamic=True)
+            network.model.visual.compile(dynamic=True)
+        model = cls(
             network,
             ckpt,
             name=str(name_or_path),
@@ -124,7 +176,10 @@ class JinaV4:
             dtype=torch_dtype,
             max_length=max_length,
             max_batch_tokens=max_batch_tokens,
+            preprocess_workers=preprocess_workers,
         )
+        model.packed = attn == "varlen"
+        return model
 
     @classmethod
     def shared(
@@ -260,69 +315,194 @@ class JinaV4:
         import torch
         from tqdm.auto import tqdm
 
-        batches = self._plan([len(s.ids) for s in seqs], self.max_batch_tokens, batch_size)
+        lengths = [len(s.ids) for s in seqs]
+        plan = plan_packed if self.packed and self._plan is plan_batches else self._plan
+        batches = plan(lengths, self.max_batch_tokens, batch_size)
         progress = tqdm(total=n, unit="item", disable=not show_progress)
-        with progress as bar, self._lock, torch.inference_mode():
+        with progress as bar, self._lock, _Prefetcher(self, seqs, batches) as prepared, torch.inference_mode():
             self.network.use_task(task)
-            for batch in batches:
-                members = [seqs[i] for i in batch]
-                pixels = self._pixels(members, batch) if members[0].grid is not None else None
-                d, mv = self._forward(members, pixels, dim=dim, dense=dense, multivector=multivector)
-                for row, index in enumerate(batch):
+            for batch in prepared:
+                d, mv = self._forward(batch, dim=dim, dense=dense, multivector=multivector)
+                for row, index in enumerate(batch.indices):
                     if dense_out is not None:
                         dense_out[index] = d[row]
                     if mv_out is not None:
                         mv_out[index] = mv[row]
-                bar.update(len(batch))
+                bar.update(len(batch.indices))
         return EncodeResult(dense_out, mv_out)
 
-    def _pixels(self, members: list[_Sequence], indices: list[int]) -> torch.Tensor:
-        """Patches of a batch's images, decoded now; errors name the input index."""
+    def _prepare(self, seqs: list[_Sequence], indices: list[int], pool: ThreadPoolExecutor | None) -> _Batch:
+        """Host-side inputs of one batch (token ids, decoded and patchified images, positions),
+        in pinned memory on CUDA so the copy to the device overlaps with compute."""
         import torch
 
-        patches = []
-        for s, index in zip(members, indices, strict=True):
-            assert s.image is not None and s.grid is not None
-            patches.append(self.preprocessor.patches(load_rgb(s.image, index), s.grid))
-        return torch.cat(patches)
+        members = [seqs[i] for i in indices]
+        lengths = [len(s.ids) for s in members]
+        pixels = grid_thw = None
+        if members[0].grid is not None:
+            jobs = [(s, i) for s, i in zip(members, indices, strict=True)]
+            patches = list(pool.map(self._patches, jobs)) if pool is not None else [self._patches(j) for j in jobs]
+            pixels = torch.cat(patches)
+            grid_thw = torch.tensor([[s.grid.t, s.grid.h, s.grid.w] for s in members])  # type: ignore[union-attr]
+        if self.packed:
+            ids = torch.tensor([t for s in members for t in s.ids]).view(1, -1)
+            mask = None
+            positions = self._packed_positions(members, lengths, grid_thw)
+        else:
+            width = max(lengths)
+            ids = torch.full((len(members), width), self.tokenizer.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(members), width), dtype=torch.long)
+            for row, s in enumerate(members):
+                ids[row, : len(s.ids)] = torch.tensor(s.ids)
+                mask[row, : len(s.ids)] = 1
+            positions = None
+        batch = _Batch(indices, members, lengths, ids, mask, positions, pixels, grid_thw)
+        return batch.pinned() if self.device.type == "cuda" else batch
+
+    def _patches(self, job: tuple[_Sequence, int]) -> torch.Tensor:
+        s, index = job
+        assert s.image is not None and s.grid is not None
+        return self.preprocessor.patches(load_rgb(s.image, index), s.grid)
+
+    def _packed_positions(
+        self, members: list[_Sequence], lengths: list[int], grid_thw: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``[4, 1, tokens]``: each sequence's own text positions (row 0, where transformers sees
+        the packing) and its 3-D M-RoPE positions, as if it ran alone."""
+        import torch
+
+        text = torch.cat([torch.arange(n) for n in lengths])
+        if grid_thw is None:
+            mrope = text.expand(3, -1)
+        else:
+            width = max(lengths)
+            ids = torch.zeros((len(members), width), dtype=torch.long)
+            mask = torch.zeros((len(members), width), dtype=torch.long)
+            for row, s in enumerate(members):
+                ids[row, : len(s.ids)] = torch.tensor(s.ids)
+                mask[row, : len(s.ids)] = 1
+            kinds = (ids == self.tokenizer.image_token_id).int()
+            grid = self.network.model.get_rope_index(ids, mm_token_type_ids=kinds, image_grid_thw=grid_thw,
+                                                     attention_mask=mask)[0]  # fmt: skip
+            mrope = grid[:, mask.bool()]
+        return torch.cat([text.view(1, -1), mrope]).unsqueeze(1)
 
     def _forward(
-        self, seqs: list[_Sequence], pixels: torch.Tensor | None, *, dim: int, dense: bool, multivector: bool
+        self, batch: _Batch, *, dim: int, dense: bool, multivector: bool
     ) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
         """One forward pass over a batch; returns dense rows and per-item token matrices."""
-        import torch
         import torch.nn.functional as F
 
-        lengths = [len(s.ids) for s in seqs]
-        width = max(lengths)
-        ids = torch.full((len(seqs), width), self.tokenizer.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s.ids)] = torch.tensor(s.ids)
-            mask[row, : len(s.ids)] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        kwargs: dict[str, Any] = {"attention_mask": mask if min(lengths) < width else None}
-        if pixels is not None:
-            grids = [s.grid for s in seqs]
-            kwargs["pixel_values"] = pixels.to(self.device, self.dtype)
-            kwargs["image_grid_thw"] = torch.tensor([[g.t, g.h, g.w] for g in grids], device=self.device)  # type: ignore[union-attr]
-            kwargs["mm_token_type_ids"] = (ids == self.tokenizer.image_token_id).int()
-        hidden = self.network.model(input_ids=ids, use_cache=False, **kwargs).last_hidden_state
+        from .attention import packed_sequences
+
+        dev, copy = self.device, {"non_blocking": self.device.type == "cuda"}
+        lengths = batch.lengths
+        ids = batch.ids.to(dev, **copy)
+        kwargs: dict[str, Any] = {}
+        if batch.pixels is not None:
+            kwargs["pixel_values"] = batch.pixels.to(dev, **copy).to(self.dtype)
+            kwargs["image_grid_thw"] = batch.grid_thw.to(dev, **copy)  # type: ignore[union-attr]
+        if self.packed:
+            kwargs["position_ids"] = batch.positions.to(dev, **copy)  # type: ignore[union-attr]
+            with packed_sequences(lengths, dev):
+                hidden = self.network.model(input_ids=ids, use_cache=False, **kwargs).last_hidden_state[0]
+            token_index = None
+        else:
+            mask = batch.mask.to(dev, **copy)  # type: ignore[union-attr]
+            kwargs["attention_mask"] = mask if min(lengths) < max(lengths) else None
+            if batch.pixels is not None:
+                kwargs["mm_token_type_ids"] = (ids == self.tokenizer.image_token_id).int()
+            hidden = self.network.model(input_ids=ids, use_cache=False, **kwargs).last_hidden_state
+            token_index = mask.bool()
 
         dense_rows = None
         if dense:
-            span = torch.zeros((len(seqs), width), dtype=torch.float32, device=self.device)
-            for row, s in enumerate(seqs):
-                span[row, s.pool_start : s.pool_end] = 1.0
-            pooled = torch.bmm(span.unsqueeze(1), hidden.float()).squeeze(1) / span.sum(1, keepdim=True)
+            pooled = _mean_over_spans(hidden, batch, packed=self.packed)
             pooled = F.normalize(F.normalize(pooled, dim=-1)[:, :dim], dim=-1)
             dense_rows = pooled.cpu().numpy()
         token_rows = None
         if multivector:
-            tokens = self.network.multi_vector_projector(hidden[mask.bool()])
-            tokens = F.normalize(tokens.float(), dim=-1).cpu().numpy()
+            flat = hidden if token_index is None else hidden[token_index]
+            tokens = F.normalize(self.network.multi_vector_projector(flat).float(), dim=-1).cpu().numpy()
             token_rows = np.split(tokens, np.cumsum(lengths)[:-1])
         return dense_rows, token_rows
+
+
+@dataclass
+class _Batch:
+    """One forward pass's inputs, prepared on the host."""
+
+    indices: list[int]
+    seqs: list[_Sequence]
+    lengths: list[int]
+    ids: torch.Tensor  # [items, longest] padded, or [1, tokens] packed
+    mask: torch.Tensor | None  # padded only
+    positions: torch.Tensor | None  # packed only: [4, 1, tokens]
+    pixels: torch.Tensor | None
+    grid_thw: torch.Tensor | None
+
+    def pinned(self) -> _Batch:
+        pin = {name: getattr(self, name) for name in ("ids", "mask", "positions", "pixels", "grid_thw")}
+        return dataclasses.replace(self, **{k: v.pin_memory() for k, v in pin.items() if v is not None})
+
+
+class _Prefetcher:
+    """Prepares batches ahead of the model in a background thread (a bounded queue of
+    ``PREFETCH_BATCHES``), decoding each batch's images on ``model.preprocess_workers`` threads.
+    With no workers, batches are prepared in the calling thread, one at a time."""
+
+    def __init__(self, model: JinaV4, seqs: list[_Sequence], batches: list[list[int]]) -> None:
+        self.model, self.seqs, self.batches = model, seqs, batches
+        workers = model.preprocess_workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="visdoc-preprocess") if workers > 1 else None
+        self.ahead = ThreadPoolExecutor(1, thread_name_prefix="visdoc-prefetch") if workers > 0 else None
+
+    def __enter__(self) -> Iterator[_Batch]:
+        return self._batches()
+
+    def _batches(self) -> Iterator[_Batch]:
+        prepare = self.model._prepare
+        if self.ahead is None:
+            for indices in self.batches:
+                yield prepare(self.seqs, indices, self.pool)
+            return
+        queue: deque[Future[_Batch]] = deque()
+        pending = iter(self.batches)
+        for indices in itertools.islice(pending, PREFETCH_BATCHES):
+            queue.append(self.ahead.submit(prepare, self.seqs, indices, self.pool))
+        while queue:
+            batch = queue.popleft().result()
+            for indices in itertools.islice(pending, 1):
+                queue.append(self.ahead.submit(prepare, self.seqs, indices, self.pool))
+            yield batch
+
+    def __exit__(self, *exc: object) -> None:
+        for executor in (self.ahead, self.pool):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _mean_over_spans(hidden: torch.Tensor, batch: _Batch, *, packed: bool) -> torch.Tensor:
+    """float32 mean of each item's pooling span of final hidden states."""
+    import torch
+
+    starts = [s.pool_start for s in batch.seqs]
+    ends = [s.pool_end for s in batch.seqs]
+    if packed:  # hidden: [tokens, H]; sum each item's span with one index_add
+        offsets = np.concatenate([[0], np.cumsum(batch.lengths)[:-1]])
+        rows = np.concatenate([np.arange(o + a, o + b) for o, a, b in zip(offsets, starts, ends, strict=True)])
+        owner = np.repeat(np.arange(len(starts)), [b - a for a, b in zip(starts, ends, strict=True)])
+        rows_t = torch.from_numpy(rows).to(hidden.device)
+        owner_t = torch.from_numpy(owner).to(hidden.device)
+        sums = torch.zeros((len(starts), hidden.shape[-1]), dtype=torch.float32, device=hidden.device)
+        sums.index_add_(0, owner_t, hidden[rows_t].float())
+    else:  # hidden: [items, longest, H]
+        span = torch.zeros(hidden.shape[:2], dtype=torch.float32, device=hidden.device)
+        for row, (a, b) in enumerate(zip(starts, ends, strict=True)):
+            span[row, a:b] = 1.0
+        sums = torch.bmm(span.unsqueeze(1), hidden.float()).squeeze(1)
+    counts = torch.tensor([b - a for a, b in zip(starts, ends, strict=True)], dtype=torch.float32)
+    return sums / counts.to(hidden.device).unsqueeze(1)
 
 
 def model_argument(model: str | os.PathLike | JinaV4 | None) -> tuple[str, JinaV4 | None]:
@@ -389,7 +569,11 @@ def _pick_attention(device: torch.device, dtype: torch.dtype) -> str:
 
     import torch
 
+    from .attention import available_on
+
     half = dtype in (torch.bfloat16, torch.float16)  # flash-attention has no float32 kernels
+    if half and available_on(device):
+        return "varlen"
     if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"

@@ -2,7 +2,10 @@
 
 The backbone is transformers' ``Qwen2_5_VLModel`` (no language-model head), the multi-vector
 projector is a plain ``Linear``, and the three task adapters are peft LoRA adapters that stay
-resident and unmerged; :meth:`Network.use_task` switches between them.
+resident; :meth:`Network.use_task` switches between them. By default the adapters run unmerged
+(``W x + B A x``, as the reference does); with ``merge_adapters`` the active task's low-rank
+update is folded into the weights (one matmul per layer instead of three; bf16 rounding differs
+slightly), and switching task restores the original weights from a host copy first.
 """
 
 from __future__ import annotations
@@ -28,21 +31,47 @@ class Network(nn.Module):
         self.multi_vector_projector = multi_vector_projector
         self._set_adapter: Callable[[str], None] | None = None  # peft's switch, set on load
         self._task: str | None = None
+        self.merge_adapters = False
+        self._original_weights: dict[str, torch.Tensor] = {}  # host copies of merged weights
 
     def use_task(self, task: str) -> None:
         """Activate one task's LoRA adapter (a no-op when it is already active)."""
-        if self._task != task:
-            assert self._set_adapter is not None, "adapters are not attached"
-            self._set_adapter(task)
-            self._task = task
+        if self._task == task:
+            return
+        assert self._set_adapter is not None, "adapters are not attached"
+        if self.merge_adapters:
+            for layer in self._lora_layers():  # peft would otherwise unmerge in place on switching
+                layer.merged_adapters = []
+        self._set_adapter(task)
+        if self.merge_adapters:
+            self._merge(task)
+        self._task = task
+
+    def _lora_layers(self) -> Iterator[nn.Module]:
+        return (m for m in self.modules() if hasattr(m, "lora_A") and hasattr(m, "merged_adapters"))
+
+    @torch.no_grad()
+    def _merge(self, task: str) -> None:
+        """Make every adapted weight ``W0 + scale * B A`` for ``task``, computed in float32 from the
+        original ``W0`` (kept on the host), so switching tasks never accumulates rounding."""
+        for name, layer in self.named_modules():
+            if not hasattr(layer, "merged_adapters") or task not in getattr(layer, "lora_A", {}):
+                continue
+            weight = layer.base_layer.weight
+            if name not in self._original_weights:
+                copy = weight.detach().to("cpu", copy=True)
+                self._original_weights[name] = copy.pin_memory() if weight.is_cuda else copy
+            original = self._original_weights[name].to(weight.device, torch.float32, non_blocking=True)
+            delta = layer.lora_B[task].weight.float() @ layer.lora_A[task].weight.float()
+            weight.copy_((original + delta * layer.scaling[task]).to(weight.dtype))
+            layer.merged_adapters = [task]  # peft then runs the base layer alone
 
 
-def load_network(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, attn_implementation: str) -> Network:
-    """Load weights, projector and every task adapter; return the network in eval mode."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLModel
+def backbone_config(ckpt: Checkpoint):  # noqa: ANN201 - transformers' Qwen2_5_VLConfig
+    from transformers import Qwen2_5_VLConfig
 
     c = ckpt.config
-    config = Qwen2_5_VLConfig(
+    return Qwen2_5_VLConfig(
         text_config=c["text_config"],
         vision_config=c["vision_config"],
         image_token_id=c["image_token_id"],
@@ -50,22 +79,89 @@ def load_network(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, 
         vision_start_token_id=c["vision_start_token_id"],
         vision_end_token_id=c["vision_end_token_id"],
     )
+
+
+def attention_name(attn_implementation: str) -> str:
+    """What to build the backbone with: visdoc's ``varlen`` is switched on after building
+    (:func:`use_attention`), since transformers refuses to build with an unknown "flash" name."""
+    return "sdpa" if attn_implementation == "varlen" else attn_implementation
+
+
+def use_attention(backbone: nn.Module, attn_implementation: str) -> None:
+    """Point every (sub-)config of a built backbone at ``attn_implementation``."""
+    from transformers import PreTrainedConfig
+
+    from .attention import register
+
+    name = register() if attn_implementation == "varlen" else attn_implementation
+    for module in backbone.modules():
+        config = getattr(module, "config", None)
+        if isinstance(config, PreTrainedConfig):
+            config._attn_implementation = name
+
+
+def load_network(
+    ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, attn_implementation: str,
+    merge_adapters: bool = False,
+) -> Network:  # fmt: skip
+    """Load weights, projector and every task adapter; return the network in eval mode."""
+    from transformers import Qwen2_5_VLModel
+
     with _quiet_transformers():
         backbone, info = Qwen2_5_VLModel.from_pretrained(
             ckpt.path,
-            config=config,
+            config=backbone_config(ckpt),
             dtype=dtype,
-            attn_implementation=attn_implementation,
+            attn_implementation=attention_name(attn_implementation),
             output_loading_info=True,
         )
     if info["missing_keys"] or info["mismatched_keys"]:
         missing = sorted(info["missing_keys"]) + [str(k) for k in info["mismatched_keys"]]
         raise CheckpointError(f"checkpoint {ckpt.path} lacks or mismatches weights: {', '.join(missing[:8])}")
-    network = Network(backbone, _load_projector(ckpt, dtype))
+    use_attention(backbone, attn_implementation)
+    return _assemble(backbone, _load_projector(ckpt, dtype), ckpt, device, dtype, merge_adapters)
+
+
+def random_network(
+    ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, attn_implementation: str,
+    merge_adapters: bool = False, std: float = 0.02, seed: int = 0,
+) -> Network:  # fmt: skip
+    """A network of the checkpoint's shape with random weights made on ``device`` (benchmarks:
+    a full-size model without writing or reading 7.5 GB of weights). Adapters come from the
+    checkpoint folder as usual."""
+    from transformers import Qwen2_5_VLModel
+
+    torch.manual_seed(seed)
+    config = backbone_config(ckpt)
+    config._attn_implementation = attention_name(attn_implementation)
+    with torch.device(device):  # float32 first: the rotary buffers are computed as the model builds
+        backbone = Qwen2_5_VLModel(config)
+    with torch.no_grad():
+        for name, param in backbone.named_parameters():
+            if param.ndim == 1 and "norm" in name:
+                param.fill_(1.0)
+            else:
+                param.normal_(0.0, std)
+    use_attention(backbone, attn_implementation)
+    projector = nn.Linear(ckpt.hidden_size, ckpt.multivector_dim, dtype=dtype, device=device)
+    nn.init.normal_(projector.weight, 0.0, std)
+    return _assemble(backbone, projector, ckpt, device, dtype, merge_adapters)
+
+
+def _assemble(
+    backbone: nn.Module, projector: nn.Linear, ckpt: Checkpoint, device: torch.device, dtype: torch.dtype,
+    merge_adapters: bool,
+) -> Network:  # fmt: skip
+    network = Network(backbone, projector)
     _attach_adapters(network, ckpt)
     for param in network.parameters():  # weights only: rotary inv_freq buffers stay float32, as loaded
         param.data = param.data.to(dtype)
-    return network.to(device).eval()
+    network = network.to(device).eval()
+    network.merge_adapters = merge_adapters
+    if merge_adapters:
+        task, network._task = network._task, None
+        network.use_task(task)  # type: ignore[arg-type]
+    return network
 
 
 def _load_projector(ckpt: Checkpoint, dtype: torch.dtype) -> nn.Linear:

@@ -72,8 +72,30 @@ class TinySpec:
     tasks: tuple[str, ...] = field(default=TASKS)
 
 
-def build_checkpoint(folder: str | Path, spec: TinySpec | None = None) -> Path:
-    """Write a random checkpoint to ``folder`` and return its path."""
+FULL_SPEC = TinySpec(  # jina-embeddings-v4's real shapes (Qwen2.5-VL-3B, r=32 adapters)
+    hidden_size=2048,
+    layers=36,
+    heads=16,
+    kv_heads=2,
+    intermediate_size=11008,
+    mrope_section=(16, 24, 24),
+    vision_depth=32,
+    vision_fullatt_blocks=(7, 15, 23, 31),
+    vision_hidden=1280,
+    vision_heads=16,
+    vision_intermediate=3420,
+    matryoshka_dims=(128, 256, 512, 1024, 2048),
+    multivector_dim=128,
+    lora_rank=32,
+    lora_alpha=32,
+    init_std=0.02,
+    vocab_size=151936,
+)
+
+
+def build_checkpoint(folder: str | Path, spec: TinySpec | None = None, *, weights: bool = True) -> Path:
+    """Write a random checkpoint to ``folder`` and return its path. ``weights=False`` leaves out the
+    model weights (adapters are still written): load it with :meth:`visdoc.JinaV4.random`."""
     import torch
 
     spec = spec or TinySpec()
@@ -85,7 +107,8 @@ def build_checkpoint(folder: str | Path, spec: TinySpec | None = None) -> Path:
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR | {"max_pixels": spec.max_pixels}))
     generator = torch.Generator().manual_seed(spec.seed)
-    _write_weights(folder, spec, config, generator)
+    if weights:
+        _write_weights(folder, spec, config, generator)
     _write_adapters(folder, spec, generator)
     return folder
 
