@@ -219,3 +219,11 @@ def test_real_qdrant_server_roundtrip():
     finally:
         store.client.delete_collection(name)
         store.close()
+
+
+def test_grpc_goes_to_the_port_next_to_the_rest_port_of_the_url():
+    from visdoc.store.server import grpc_port_for
+
+    assert grpc_port_for("http://localhost:6333") == 6334
+    assert grpc_port_for("http://qdrant-cluster:7333") == 7334  # docker-compose's cluster profile
+    assert grpc_port_for("https://example.cloud.qdrant.io") == 6334

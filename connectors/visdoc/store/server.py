@@ -26,6 +26,15 @@ MAX_REQUEST_BYTES = 16 << 20  # the server refuses requests over 32 MB by defaul
 BYTES_PER_FLOAT = {True: 4, False: 24}  # gRPC sends raw floats; REST JSON measured ~21 bytes per float32
 
 
+def grpc_port_for(url: str | None) -> int:
+    """Qdrant serves gRPC one port above REST (6333/6334); a URL naming another REST port (a
+    remapped container, e.g. the compose cluster's 7333) gets its neighbour, not 6334."""
+    from urllib.parse import urlparse
+
+    port = urlparse(url).port if url else None
+    return port + 1 if port else 6334
+
+
 class ServerStore(Store):
     """A collection on a Qdrant server or cluster.
 
@@ -55,7 +64,8 @@ class ServerStore(Store):
         self._m = models
         self.name = name
         self._own_client = client is None
-        self.client = client or QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+        self.client = client or QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout,
+                                             grpc_port=grpc_port_for(url))  # fmt: skip
         self._grpc = bool(getattr(self.client, "_prefer_grpc", False) or (client is None and prefer_grpc))
         self.max_request_bytes = max_request_bytes
         if self.client.collection_exists(name):
