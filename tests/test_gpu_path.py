@@ -123,3 +123,9 @@ def test_a_random_model_of_a_checkpoint_shape_loads_without_weight_files(tmp_pat
     assert images.multivector[0].shape[1] == 128
     with pytest.raises(Exception, match="missing"):
         JinaV4.from_pretrained(folder)
+
+
+def test_compiled_towers_give_the_same_results(tiny_varlen_fp32):
+    compiled = JinaV4.from_pretrained(FIXTURE, dtype="float32", attn_implementation="varlen", compile=True)
+    for a, b in zip(_encode(tiny_varlen_fp32), _encode(compiled), strict=True):
+        assert _max_difference(a, b) < 1e-5

@@ -47,6 +47,7 @@ def register() -> str:
     return NAME
 
 
+@torch.compiler.disable  # a graph break by design: boundaries are data, the kernel is already fused
 def varlen_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
