@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a tiny model, to check the script itself")
     parser.add_argument("--budget", type=float, default=220.0, help="stop starting new runs after this many s")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
-    parser.add_argument("--paths", default="naive,visdoc,visdoc, inline prep,visdoc+merged",
+    parser.add_argument("--paths", default="naive,visdoc,visdoc inline-prep,visdoc+merged",
                         help="comma-separated, in order; also visdoc+merged+compiled (merging and compiling "
                              "stay on for later paths)")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -254,12 +254,12 @@ def run(args: argparse.Namespace, began: float, results: list[Result], notes: li
     workloads = {"naive": (small_pages, small_texts)}
     plan = [(path, kind, items) for path in args.paths.split(",")
             for kind, items in zip(("pages", "texts"), workloads.get(path, (pages, texts)), strict=True)
-            if not (path == "visdoc, inline prep" and kind == "texts")]  # fmt: skip
+            if not (path == "visdoc inline-prep" and kind == "texts")]  # fmt: skip
     for path, workload, items in plan:
         if over_budget():
             break
         restore = naive_mode(model) if path == "naive" else None
-        if path == "visdoc, inline prep":
+        if path == "visdoc inline-prep":
             restore = functools.partial(setattr, model, "preprocess_workers", model.preprocess_workers)
             model.preprocess_workers = 0
         if "merged" in path and not model.network.merge_adapters:

@@ -58,6 +58,7 @@ def varlen_attention(
     dropout: float = 0.0,
     is_causal: bool | None = None,
     cu_seq_lens_q: torch.Tensor | None = None,
+    max_length_q: int | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention interface: ``query`` is ``[1, heads, tokens, head_dim]`` holding
@@ -76,8 +77,8 @@ def varlen_attention(
         else:
             offsets, lengths = packed
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, head_dim]
-    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and _cuda_varlen() is not None:
-        out = _flash(q, k, v, offsets, lengths, causal=causal, scale=scaling)
+    if q.dtype in (torch.float16, torch.bfloat16) and available_on(q.device):
+        out = _flash(q, k, v, offsets, lengths, causal=causal, scale=scaling, longest=max_length_q)
     else:
         out = _by_sequence(q, k, v, offsets, lengths, causal=causal, scale=scaling)
     return out.unsqueeze(0), None
@@ -102,10 +103,13 @@ def _by_sequence(
 
 def _flash(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor, lengths: list[int] | None,
-    *, causal: bool, scale: float | None,
+    *, causal: bool, scale: float | None, longest: int | None,
 ) -> torch.Tensor:  # fmt: skip
     kernel, params = _cuda_varlen()  # type: ignore[misc]
-    longest = max(lengths) if lengths is not None else int((offsets[1:] - offsets[:-1]).max())
+    if lengths is not None:
+        longest = max(lengths)
+    elif longest is None:  # transformers passes the vision tower's longest window; this syncs the GPU
+        longest = int((offsets[1:] - offsets[:-1]).max())
     if k.shape[1] != q.shape[1] and "enable_gqa" not in params:
         repeat = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
@@ -131,6 +135,10 @@ def _cuda_varlen() -> tuple[Any, frozenset[str]] | None:
     return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
 
 
+@cache
 def available_on(device: torch.device) -> bool:
-    """Whether packed attention runs a fused kernel on ``device`` (CUDA with torch's varlen API)."""
-    return device.type == "cuda" and _cuda_varlen() is not None
+    """Whether packed attention runs a fused kernel on ``device``: CUDA with torch's varlen API on
+    an Ampere or newer GPU (FlashAttention needs compute capability 8.0)."""
+    if device.type != "cuda" or _cuda_varlen() is None:
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)

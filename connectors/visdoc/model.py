@@ -99,6 +99,21 @@ class JinaV4:
         if preprocess_workers is None:
             preprocess_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
         self.preprocess_workers = preprocess_workers
+        self._pools: tuple[int, ThreadPoolExecutor | None, ThreadPoolExecutor | None] | None = None
+
+    def _executors(self) -> tuple[ThreadPoolExecutor | None, ThreadPoolExecutor | None]:
+        """``(prefetch thread, image workers)`` for ``preprocess_workers``, made once and reused
+        (threads exit with the process; a changed worker count replaces them)."""
+        workers = self.preprocess_workers
+        if self._pools is None or self._pools[0] != workers:
+            if self._pools is not None:
+                for executor in self._pools[1:]:
+                    if executor is not None:
+                        executor.shutdown(wait=False)
+            ahead = ThreadPoolExecutor(1, thread_name_prefix="visdoc-prefetch") if workers > 0 else None
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="visdoc-preprocess") if workers > 1 else None
+            self._pools = (workers, ahead, pool)
+        return self._pools[1], self._pools[2]
 
     @classmethod
     def from_pretrained(
@@ -349,15 +364,22 @@ class JinaV4:
             mask = None
             positions = self._packed_positions(members, lengths, grid_thw)
         else:
-            width = max(lengths)
-            ids = torch.full((len(members), width), self.tokenizer.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(members), width), dtype=torch.long)
-            for row, s in enumerate(members):
-                ids[row, : len(s.ids)] = torch.tensor(s.ids)
-                mask[row, : len(s.ids)] = 1
+            ids, mask = self._padded(members)
             positions = None
         batch = _Batch(indices, members, lengths, ids, mask, positions, pixels, grid_thw)
         return batch.pinned() if self.device.type == "cuda" else batch
+
+    def _padded(self, members: list[_Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids, attention mask)`` of the sequences right-padded to the longest."""
+        import torch
+
+        width = max(len(s.ids) for s in members)
+        ids = torch.full((len(members), width), self.tokenizer.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(members), width), dtype=torch.long)
+        for row, s in enumerate(members):
+            ids[row, : len(s.ids)] = torch.tensor(s.ids)
+            mask[row, : len(s.ids)] = 1
+        return ids, mask
 
     def _patches(self, job: tuple[_Sequence, int]) -> torch.Tensor:
         s, index = job
@@ -375,12 +397,7 @@ class JinaV4:
         if grid_thw is None:
             mrope = text.expand(3, -1)
         else:
-            width = max(lengths)
-            ids = torch.zeros((len(members), width), dtype=torch.long)
-            mask = torch.zeros((len(members), width), dtype=torch.long)
-            for row, s in enumerate(members):
-                ids[row, : len(s.ids)] = torch.tensor(s.ids)
-                mask[row, : len(s.ids)] = 1
+            ids, mask = self._padded(members)
             kinds = (ids == self.tokenizer.image_token_id).int()
             grid = self.network.model.get_rope_index(ids, mm_token_type_ids=kinds, image_grid_thw=grid_thw,
                                                      attention_mask=mask)[0]  # fmt: skip
@@ -453,9 +470,8 @@ class _Prefetcher:
 
     def __init__(self, model: JinaV4, seqs: list[_Sequence], batches: list[list[int]]) -> None:
         self.model, self.seqs, self.batches = model, seqs, batches
-        workers = model.preprocess_workers
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="visdoc-preprocess") if workers > 1 else None
-        self.ahead = ThreadPoolExecutor(1, thread_name_prefix="visdoc-prefetch") if workers > 0 else None
+        self.ahead, self.pool = model._executors()
+        self.pending: deque[Future[_Batch]] = deque()
 
     def __enter__(self) -> Iterator[_Batch]:
         return self._batches()
@@ -466,20 +482,24 @@ class _Prefetcher:
             for indices in self.batches:
                 yield prepare(self.seqs, indices, self.pool)
             return
-        queue: deque[Future[_Batch]] = deque()
-        pending = iter(self.batches)
-        for indices in itertools.islice(pending, PREFETCH_BATCHES):
+        queue = self.pending
+        upcoming = iter(self.batches)
+        for indices in itertools.islice(upcoming, PREFETCH_BATCHES):
             queue.append(self.ahead.submit(prepare, self.seqs, indices, self.pool))
         while queue:
             batch = queue.popleft().result()
-            for indices in itertools.islice(pending, 1):
+            for indices in itertools.islice(upcoming, 1):
                 queue.append(self.ahead.submit(prepare, self.seqs, indices, self.pool))
             yield batch
 
     def __exit__(self, *exc: object) -> None:
-        for executor in (self.ahead, self.pool):
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
+        """Cancel what was prepared ahead (after an error) and wait for what already started."""
+        for future in self.pending:
+            future.cancel()
+        for future in self.pending:
+            if not future.cancelled():
+                future.exception()  # waits; the error, if any, was raised or is moot
+        self.pending.clear()
 
 
 def _mean_over_spans(hidden: torch.Tensor, batch: _Batch, *, packed: bool) -> torch.Tensor:
