@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,140 @@ def test_writer_actor_upserts_points_and_passes_problems_on():
     problem = Problem("/x/bad.pdf", "cannot open PDF")
     out = _unpack(writer(_pack([point, problem])))
     assert out == [1, problem] and writer.store.count() == 1
+
+
+def test_actor_resources_refuse_actors_the_cluster_cannot_hold():
+    from visdoc.distributed import _actor_resources
+    from visdoc.errors import VisdocError
+
+    gpus4 = {"CPU": 64.0, "GPU": 4.0}
+    assert _actor_resources(4, 1.0, None, gpus4) == (1.0, 1.0)
+    assert _actor_resources(4, None, None, gpus4) == (1.0, 1.0)  # one GPU each by default
+    assert _actor_resources(8, 0.5, 2.0, gpus4) == (0.5, 2.0)
+    assert _actor_resources(3, 1 / 3, None, {"CPU": 8.0, "GPU": 1.0}) == (1 / 3, 1.0)
+    for actors, gpus in ((8, 1.0), (8, None), (5, 0.9)):
+        with pytest.raises(VisdocError, match=rf"{actors} GPU actors x .* GPUs; the cluster has 4"):
+            _actor_resources(actors, gpus, None, gpus4)
+    with pytest.raises(VisdocError, match="the cluster has 0"):
+        _actor_resources(2, 1.0, None, {"CPU": 8.0})  # GPU actors asked of a CPU-only cluster
+    with pytest.raises(VisdocError, match="4 GPU actors x 2 cores leave less than one of the cluster's 8 cores"):
+        _actor_resources(4, 1.0, 2.0, {"CPU": 8.0, "GPU": 4.0})
+
+    assert _actor_resources(2, None, None, {"CPU": 8.0}) == (0.0, 3.5)  # CPU actors: all cores but one
+    assert _actor_resources(2, 0.0, None, gpus4) == (0.0, 31.5)
+    with pytest.raises(VisdocError, match="2 CPU actors x 4 cores"):
+        _actor_resources(2, None, 4.0, {"CPU": 8.0})
+
+
+def test_the_driver_fetches_configuration_and_tokenizer_but_no_weights(monkeypatch, tmp_path, documents):
+    import fnmatch
+
+    import huggingface_hub
+
+    from visdoc import cli, distributed
+    from visdoc.checkpoint import HUB_PATTERNS, read_config
+    from visdoc.ingest import IngestReport
+    from visdoc.store import CollectionSpec, open_store
+
+    asked = []
+
+    def fake_download(repo_id, revision=None, allow_patterns=None):  # what the hub would send
+        asked.append(list(allow_patterns))
+        folder = tmp_path / "hub" / str(len(asked))
+        for source in FIXTURE.rglob("*"):
+            name = source.relative_to(FIXTURE).as_posix()
+            if source.is_file() and any(fnmatch.fnmatch(name, pattern) for pattern in allow_patterns):
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, folder / name)
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    hub_id = "jinaai/jina-embeddings-v4"
+    checkpoint = read_config(hub_id)
+    assert checkpoint.matryoshka_dims == (16, 32, 64) and checkpoint.weight_files == ()
+    assert all((checkpoint.path / name).is_file() for name in ("tokenizer.json", "adapters/adapter_config.json"))
+    assert not list(checkpoint.path.rglob("*.safetensors*"))
+
+    store = open_store("c", CollectionSpec(dim=64, pool_size=0), data_dir=tmp_path / "store")
+    with store:
+        ingestor = distributed.RayIngestor(hub_id, store)
+        assert ingestor.checkpoint.pixels == checkpoint.pixels and ingestor._load_from == hub_id  # actors fetch it
+
+    given = []
+
+    class FakeRayIngestor:  # the command's driver side, without starting Ray
+        def __init__(self, model, store, *, checkpoint, **options):
+            given.append(checkpoint)
+
+        def ingest(self, paths, show_progress=False):
+            return IngestReport()
+
+    monkeypatch.setattr(distributed, "RayIngestor", FakeRayIngestor)
+    for name in ("VISDOC_EMBEDDING_URL", "QDRANT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    argv = ["ingest", str(documents), "--ray", "--model", hub_id, "--data-dir", str(tmp_path / "cli")]
+    assert cli.main(argv) == 0 and given[0].matryoshka_dims == (16, 32, 64)
+
+    assert len(asked) == 3 and all("safetensors" not in pattern for patterns in asked for pattern in patterns)
+    assert any("safetensors" in pattern for pattern in HUB_PATTERNS)  # what a model replica fetches
+    assert read_config(FIXTURE).weight_files  # a local folder: weights checked, not read
+
+
+def test_unexpected_errors_in_a_stage_become_problems_of_their_file(monkeypatch, documents):
+    from PIL import Image
+
+    from visdoc import distributed
+    from visdoc.distributed import ITEM, _Embedder, _identify_row, _tasks, _unit_rows
+    from visdoc.ingest import _Unit, identify
+    from visdoc.sources import Problem, SourceFile
+
+    def run(stage, row, **kwargs):
+        out = stage(row, **kwargs)
+        return [pickle.loads(r[ITEM]) for r in (out if isinstance(out, list) else [out])]
+
+    image = SourceFile(documents / "page.png", "image")
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the sample page is now a decompression bomb
+        got = run(_identify_row, {ITEM: pickle.dumps((7, image))}, tokenizer=None, chunk_tokens=8, chunk_overlap=0)
+    assert got[0][0] == 7 and isinstance(got[0][1], Problem)
+    assert got[0][1].path == str(image.path) and got[0][1].message.startswith("DecompressionBombError: ")
+
+    pdf = identify(SourceFile(documents / "report.pdf", "pdf"), None)
+    pdf.missing = [0, 1, 2]
+    [task] = _tasks([pdf])
+
+    def broken(path, pages, budget):
+        raise RuntimeError("code=2: cannot find page tree")
+
+    monkeypatch.setattr(distributed, "render_pages", broken)
+    budget, path, message = (28, 3136, 200_000), str(pdf.file.path), "RuntimeError: code=2: cannot find page tree"
+    assert run(_unit_rows, task, budget=budget) == [Problem(path, message)]  # pages 1-3: the file
+    assert run(_unit_rows, {ITEM: pickle.dumps((pdf, [2]))}, budget=budget) == [Problem(path, message, 2)]
+
+    frames = identify(image, None)
+    frames.missing = [0, 1]
+
+    def image_units(doc):  # the first frame decodes, the second raises what image_units lets through
+        yield _Unit(doc, 0, None, "", "1")
+        raise ValueError("bad frame")
+
+    monkeypatch.setattr(distributed, "image_units", image_units)
+    unit, problem = run(_unit_rows, _tasks([frames])[0], budget=budget)
+    assert unit.index == 0 and problem == Problem(str(image.path), "ValueError: bad frame", 1)
+
+    def embed_units(model, spec, units, max_pixels):  # one page makes every batch holding it fail
+        if any(unit.index == 1 for unit in units):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return [f"point {unit.index}" for unit in units], []
+
+    monkeypatch.setattr(distributed, "embed_units", embed_units)
+    embedder = _Embedder.__new__(_Embedder)
+    embedder.model, embedder.spec, embedder.max_pixels = None, None, None
+    units = [_Unit(pdf, i, None, "", str(i + 1)) for i in range(3)]
+    bad = Problem(path, "RuntimeError: CUDA error: an illegal memory access was encountered", 1)
+    earlier = Problem(str(image.path), "cannot decode image")
+    got = distributed._unpack(embedder(distributed._pack([*units, earlier])))
+    assert got == ["point 0", "point 2", bad, earlier]
 
 
 def _points(data_dir: Path) -> dict[str, tuple[dict, np.ndarray, np.ndarray]]:

@@ -12,25 +12,29 @@ from .errors import CheckpointError
 DEFAULT_MODEL = "jinaai/jina-embeddings-v4"
 MODEL_ENV = "VISDOC_MODEL"  # the model every command and wrapper uses when none is named
 ADAPTER_DIR = "adapters"
+ADAPTER_WEIGHTS = f"{ADAPTER_DIR}/adapter_model.safetensors"
 REQUIRED_FILES = (
     "config.json",
     "preprocessor_config.json",
     "tokenizer.json",
     f"{ADAPTER_DIR}/adapter_config.json",
-    f"{ADAPTER_DIR}/adapter_model.safetensors",
+    ADAPTER_WEIGHTS,
 )
 WEIGHTS_INDEX = "model.safetensors.index.json"
 SINGLE_WEIGHTS = "model.safetensors"
-HUB_PATTERNS = [  # what the encoder reads, nothing else the repository may hold
+CONFIG_PATTERNS = [  # configuration and tokenizer: what a process that runs no model reads
     "config.json",
     "preprocessor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    f"{ADAPTER_DIR}/adapter_config.json",
+]
+HUB_PATTERNS = [  # what the encoder reads, nothing else the repository may hold
+    *CONFIG_PATTERNS,
     "model*.safetensors",
     "model.safetensors.index.json",
-    f"{ADAPTER_DIR}/adapter_config.json",
-    f"{ADAPTER_DIR}/adapter_model.safetensors",
+    ADAPTER_WEIGHTS,
 ]
 CONFIG_KEYS = (
     "text_config",
@@ -89,8 +93,9 @@ class Checkpoint:
         return int(self.config["multi_vector_projector_dim"])
 
 
-def resolve(name_or_path: str | Path, *, revision: str | None = None) -> Path:
-    """Return a local folder for a checkpoint path or a Hugging Face hub id (downloading it)."""
+def resolve(name_or_path: str | Path, *, revision: str | None = None, weights: bool = True) -> Path:
+    """Return a local folder for a checkpoint path or a Hugging Face hub id (downloading it;
+    ``weights=False``: only its configuration and tokenizer files, :data:`CONFIG_PATTERNS`)."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -101,15 +106,18 @@ def resolve(name_or_path: str | Path, *, revision: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(str(name_or_path), revision=revision, allow_patterns=HUB_PATTERNS))
+        patterns = HUB_PATTERNS if weights else CONFIG_PATTERNS
+        return Path(snapshot_download(str(name_or_path), revision=revision, allow_patterns=patterns))
     except Exception as exc:  # network errors, unknown repo, gated repo ...
         raise CheckpointError(f"could not fetch {name_or_path} from the Hugging Face hub: {exc}") from exc
 
 
-def read_checkpoint(folder: Path, *, weights: bool = True) -> Checkpoint:
+def read_checkpoint(folder: Path, *, weights: bool = True, adapters: bool = True) -> Checkpoint:
     """Validate a checkpoint folder and parse its configuration files (``weights=False``: a folder
-    without model weights, for a randomly initialised network)."""
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    without model weights, for a randomly initialised network; ``adapters=False`` as well: without
+    the adapters' weights, for a process that only reads the configuration and tokenizer)."""
+    required = REQUIRED_FILES if adapters else tuple(name for name in REQUIRED_FILES if name != ADAPTER_WEIGHTS)
+    missing = [name for name in required if not (folder / name).is_file()]
     weight_files = _weight_files(folder, missing) if weights else ()
     if missing:
         raise CheckpointError(f"checkpoint {folder} is missing: {', '.join(missing)}")
@@ -132,6 +140,15 @@ def read_checkpoint(folder: Path, *, weights: bool = True) -> Checkpoint:
     except KeyError as exc:
         raise CheckpointError(f"{folder / 'preprocessor_config.json'} lacks {exc}") from None
     return Checkpoint(path=folder, config=config, pixels=pixels, weight_files=weight_files)
+
+
+def read_config(name_or_path: str | Path, *, revision: str | None = None) -> Checkpoint:
+    """A checkpoint's configuration and tokenizer for a process that loads no weights (the driver
+    of a distributed ingestion): a hub id's weight files are not downloaded. A local folder is
+    still checked for them, which costs nothing and fails before any worker starts."""
+    local = Path(name_or_path).expanduser().exists()
+    folder = resolve(name_or_path, revision=revision, weights=False)
+    return read_checkpoint(folder, weights=local, adapters=local)
 
 
 def _weight_files(folder: Path, missing: list[str]) -> tuple[Path, ...]:

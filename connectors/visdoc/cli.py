@@ -291,7 +291,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_on_ray(args: argparse.Namespace) -> int:
-    from .checkpoint import read_checkpoint, resolve
+    from .checkpoint import read_config
     from .distributed import RayIngestor
 
     if args.embedding_url:
@@ -299,7 +299,7 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
     options = {"actors": args.actors, "gpus_per_actor": args.gpus_per_actor, "cpus_per_actor": args.cpus_per_actor,
                "batch_size": args.batch_size, "max_pixels": args.max_pixels, "dtype": args.dtype,
                "address": args.address}  # fmt: skip
-    checkpoint = read_checkpoint(resolve(args.model))  # config and tokenizer only: the actors load the weights
+    checkpoint = read_config(args.model)  # config and tokenizer only: the actors fetch and load the weights
     spec = _collection_spec(args, checkpoint.matryoshka_dims, str(args.model))
     with _open_store(args, spec, **_server_options(args)) as store:
         report = RayIngestor(args.model, store, checkpoint=checkpoint, **options).ingest(args.paths, show_progress=True)

@@ -95,7 +95,7 @@ class RayIngestor:
     ) -> None:
         import importlib.util
 
-        from .checkpoint import read_checkpoint, resolve
+        from .checkpoint import read_config
 
         if importlib.util.find_spec("ray") is None:
             raise VisdocError("distributed ingestion needs Ray: pip install 'visdoc[ray]'")
@@ -104,7 +104,7 @@ class RayIngestor:
         self.name = str(model)  # the payload's "model", as Ingestor writes it (JinaV4.name)
         local = Path(model).expanduser()
         self._load_from = str(local.absolute()) if local.exists() else self.name  # workers' cwd differs
-        self.checkpoint: Checkpoint = checkpoint or read_checkpoint(resolve(model))
+        self.checkpoint: Checkpoint = checkpoint or read_config(model)  # no weights: the actors load them
         self.store = store
         self.actors = actors
         self.gpus_per_actor = gpus_per_actor
@@ -221,9 +221,22 @@ class RayIngestor:
 # -- what runs in Ray workers ----------------------------------------------------------------
 
 
+# An exception escaping a row would fail the whole dataset without naming the file, so every row
+# catches what the shared steps let through (a PIL DecompressionBombError, a PyMuPDF RuntimeError
+# ...) and passes it on as that file's problem, worded as a page that fails to render is.
+
+
+def _failure(path: Path | str, exc: Exception, page: int | None = None) -> Problem:
+    return Problem(str(path), f"{type(exc).__name__}: {exc}", page)
+
+
 def _identify_row(row: dict[str, Any], tokenizer: Any, chunk_tokens: int, chunk_overlap: int) -> dict[str, Any]:
     index, file = pickle.loads(row[ITEM])
-    return {ITEM: pickle.dumps((index, identify(file, tokenizer, chunk_tokens, chunk_overlap)))}
+    try:
+        item = identify(file, tokenizer, chunk_tokens, chunk_overlap)
+    except Exception as exc:
+        item = _failure(file.path, exc)
+    return {ITEM: pickle.dumps((index, item))}
 
 
 def _tasks(todo: list[_Document]) -> list[dict[str, bytes]]:
@@ -240,12 +253,21 @@ def _unit_rows(row: dict[str, Any], budget: tuple[int, int, int]) -> list[dict[s
     """The pages or chunks of one work item (or their problems), one row each."""
     doc, pages = pickle.loads(row[ITEM])
     lean = dataclasses.replace(doc, missing=pages, chunks=[])  # each row carries its own content only
-    if doc.file.kind == "pdf":
-        items: Iterable[Any] = pdf_units(lean, render_pages(str(doc.file.path), pages, budget))
-    elif doc.file.kind == "image":
-        items = image_units(lean)
-    else:
-        items = [dataclasses.replace(unit, doc=lean) for unit in text_units(dataclasses.replace(doc, missing=pages))]
+    items: list[Any] = []
+    try:
+        if doc.file.kind == "pdf":
+            produced: Iterable[Any] = pdf_units(lean, render_pages(str(doc.file.path), pages, budget))
+        elif doc.file.kind == "image":
+            produced = image_units(lean)
+        else:
+            chunks = text_units(dataclasses.replace(doc, missing=pages))
+            produced = (dataclasses.replace(unit, doc=lean) for unit in chunks)
+        for item in produced:  # one by one: what came before a failure is kept
+            items.append(item)
+    except Exception as exc:
+        done = {item.page if isinstance(item, Problem) else item.index for item in items}
+        left = [page for page in pages if page not in done]
+        items.append(_failure(doc.file.path, exc, left[0] if len(left) == 1 else None))
     return [{ITEM: pickle.dumps(item)} for item in items]
 
 
@@ -276,8 +298,23 @@ class _Embedder:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         items = _unpack(batch)
         units = [item for item in items if not isinstance(item, Problem)]
-        points, problems = embed_units(self.model, self.spec, units, self.max_pixels) if units else ([], [])
+        points, problems = self._embed(units) if units else ([], [])
         return _pack([*points, *problems, *(item for item in items if isinstance(item, Problem))])
+
+    def _embed(self, units: list[Any]) -> tuple[list[PagePoint], list[Problem]]:
+        """Points of a batch; when it fails, of each unit alone, so only the failing ones are lost."""
+        try:
+            return embed_units(self.model, self.spec, units, self.max_pixels)
+        except Exception as exc:
+            if len(units) == 1:
+                return [], [_failure(units[0].doc.file.path, exc, units[0].index)]
+        points: list[PagePoint] = []
+        problems: list[Problem] = []
+        for unit in units:
+            got, failed = self._embed([unit])
+            points += got
+            problems += failed
+        return points, problems
 
 
 class _Writer:
@@ -301,25 +338,34 @@ class _Writer:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _actor_resources(actors: int, gpus: float | None, cpus: float | None) -> tuple[float, float]:
-    """(GPUs, CPUs) per embedding actor. CPU actors must leave cores to the tasks that feed them:
-    with every core held by an actor, Ray Data would wait forever for a core to render on."""
-    import ray
+def _actor_resources(
+    actors: int, gpus: float | None, cpus: float | None, total: dict[str, float] | None = None
+) -> tuple[float, float]:
+    """(GPUs, CPUs) per embedding actor on a cluster with ``total`` resources (default: the
+    connected cluster's). Settings under which the actors cannot all start are refused: Ray Data
+    would wait forever for the missing ones. So are actors holding every core: with no core left
+    to render on, the pages they wait for would never come."""
+    if total is None:
+        import ray
 
-    total = ray.cluster_resources()
+        total = ray.cluster_resources()
     if gpus is None:
         gpus = 1.0 if total.get("GPU", 0) >= 1 else 0.0
-    if gpus > 0:
-        return gpus, 1.0 if cpus is None else cpus
+    kind = "GPU" if gpus > 0 else "CPU"
+    if gpus > 0 and actors * gpus > total.get("GPU", 0) + 1e-9:  # 1e-9: 3 actors x 1/3 GPU fit one
+        raise VisdocError(
+            f"{actors} GPU actors x {gpus:g} GPUs need {actors * gpus:g} GPUs; the cluster has "
+            f"{total.get('GPU', 0):g}: use fewer actors or a fraction of a GPU per actor"
+        )
     free = total.get("CPU", 0) - 1  # one core for reading, rendering and the driver's tasks
     if cpus is None:
-        cpus = max(0.5, free / actors)
+        cpus = 1.0 if gpus > 0 else max(0.5, free / actors)
     if actors * cpus > free:
         raise VisdocError(
-            f"{actors} CPU actors x {cpus:g} cores leave less than one of the cluster's {total.get('CPU', 0):g} "
-            "cores to read and render pages; use fewer actors or fewer cores per actor"
+            f"{actors} {kind} actors x {cpus:g} cores leave less than one of the cluster's "
+            f"{total.get('CPU', 0):g} cores to read and render pages; use fewer actors or fewer cores per actor"
         )
-    return 0.0, cpus
+    return float(gpus), float(cpus)
 
 
 def _pack(items: list[Any]) -> dict[str, Any]:
