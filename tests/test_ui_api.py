@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
+import threading
 import time
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -97,7 +100,7 @@ def test_images_and_files_take_the_key_or_a_valid_session_cookie(client, tiny_fp
     assert client.get(hit["thumb_url"]).status_code == 401
     assert client.get(hit["file_url"].split("#")[0]).status_code == 401
     assert client.get(hit["thumb_url"], headers=AUTH).status_code == 200
-    for forged in ("1", "99999999999.00", f"{int(time.time()) - 5}.abc", ""):
+    for forged in ("1", "99999999999.00", f"{int(time.time()) + 600}.abc", ""):
         client.cookies.set("visdoc_session", forged)
         assert client.get(hit["thumb_url"]).status_code == 401
     client.cookies.clear()
@@ -107,6 +110,26 @@ def test_images_and_files_take_the_key_or_a_valid_session_cookie(client, tiny_fp
     assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=3600" in cookie
     assert client.get(hit["thumb_url"]).status_code == 200  # the cookie now
     assert client.get("/ui/api/config").status_code == 401  # but the JSON API still wants the header
+    client.cookies.clear()
+
+
+def test_an_expired_session_cookie_with_a_valid_signature_is_refused(client, monkeypatch):
+    from visdoc.server import ui
+
+    hit = first(client, "annual-report.pdf")
+    client.cookies.clear()
+    monkeypatch.setattr(ui, "SESSION_S", -60)  # the server signs a value that expired a minute ago
+    issued = client.post("/ui/api/session", headers=AUTH).headers["set-cookie"]
+    monkeypatch.undo()
+    value = issued.split("visdoc_session=", 1)[1].split(";", 1)[0]
+    expires, _, signature = value.partition(".")
+    assert int(expires) < time.time() and len(signature) == 64
+    client.cookies.clear()
+    client.cookies.set("visdoc_session", value)
+    assert client.get(hit["thumb_url"]).status_code == 401
+    client.cookies.clear()
+    fresh = client.post("/ui/api/session", headers=AUTH)  # the same steps with a live expiry work
+    assert fresh.status_code == 204 and client.get(hit["thumb_url"]).status_code == 200
     client.cookies.clear()
 
 
@@ -131,6 +154,35 @@ def test_path_traversal_and_unknown_ids_are_not_found(client, path):
     response = client.get(path, headers=AUTH)
     assert response.status_code in (403, 404), (path, response.status_code)
     assert b"root:" not in response.content
+
+
+def test_malformed_ids_of_stored_pages_and_documents_are_not_found(client):
+    hit = first(client, "annual-report.pdf")
+    point, doc, name = hit["id"], hit["document_id"], hit["file_name"]
+    pages = "/ui/api/collections/docs/pages"
+    assert client.get(f"{pages}/{point}/image", headers=AUTH).status_code == 200
+    assert client.get(f"{pages}/{point}/heatmap", params={"q": "x"}, headers=AUTH).status_code == 200
+    assert point.upper() != point and doc.upper() != doc
+    for bad in (point.upper(), point.replace("-", ""), f"{{{point}}}", f"urn:uuid:{point}", point[:-1], point + "0",
+                f" {point}", f"{point}/../{point}"):  # fmt: skip
+        assert client.get(f"{pages}/{quote(bad, safe='')}/image", headers=AUTH).status_code == 404, bad
+        heat = client.get(f"{pages}/{quote(bad, safe='')}/heatmap", params={"q": "x"}, headers=AUTH)
+        assert heat.status_code == 404, bad
+    assert client.get(f"/files/docs/{doc}/{name}", headers=AUTH).status_code == 200
+    for bad in (doc.upper(), doc[:-1], doc + "0", "g" + doc[1:], f"{doc[:16]}-{doc[16:]}", f"{doc[:-1]}%00"):
+        assert client.get(f"/files/docs/{bad}/{name}", headers=AUTH).status_code == 404, bad
+
+
+def test_ids_are_checked_before_the_store_is_opened(client):
+    missing = "/ui/api/collections/nope"  # a collection that does not exist: its store is never reached
+    for url in (f"{missing}/pages/not-a-uuid/heatmap?q=x", f"{missing}/pages/not-a-uuid/image"):
+        response = client.get(url, headers=AUTH)
+        assert response.status_code == 404 and response.json()["detail"] == "no such page", url
+    response = client.get("/files/nope/not-a-document/a.pdf", headers=AUTH)
+    assert response.status_code == 404 and response.json()["detail"] == "no such document"
+    response = client.post(f"{missing}/search", json={"query": "x", "documents": ["../x"]}, headers=AUTH)
+    assert response.status_code == 404 and response.json()["detail"] == "no such document"
+    assert "does not exist" in client.post(f"{missing}/search", json={"query": "x"}, headers=AUTH).text
 
 
 def test_files_are_served_only_by_their_registered_name_and_content(client, data_dir):
@@ -160,13 +212,33 @@ def test_search_results_filters_and_collections(client):
     assert {h["document_id"] for h in hits(client, documents=[doc])} == {doc}
     bad = client.post("/ui/api/collections/docs/search", json={"query": "x", "documents": ["../x"]}, headers=AUTH)
     assert bad.status_code == 404
-    documents = client.get("/ui/api/collections/docs/documents", headers=AUTH).json()
-    assert {d["file_name"]: d["pages"] for d in documents} == {"annual-report.pdf": 3, "changing.pdf": 1,
-                                                                "sample-page.png": 1}  # fmt: skip
+    listing = client.get("/ui/api/collections/docs/documents", headers=AUTH).json()
+    assert listing["truncated"] is False
+    assert {d["file_name"]: d["pages"] for d in listing["documents"]} == {"annual-report.pdf": 3, "changing.pdf": 1,
+                                                                           "sample-page.png": 1}  # fmt: skip
     names = [c["name"] for c in client.get("/ui/api/collections", headers=AUTH).json()]
     assert names[0] == "docs"
     missing = client.post("/ui/api/collections/none/search", json={"query": "x"}, headers=AUTH)
     assert missing.status_code == 404 and "does not exist" in missing.json()["detail"]
+
+
+def test_documents_listing_is_capped_and_says_so(client, monkeypatch):
+    from visdoc.server import library
+
+    page = client.app.state.search_page
+    url = "/ui/api/collections/docs/documents"
+    try:
+        page.library.invalidate("docs")
+        monkeypatch.setattr(library, "MAX_DOCUMENTS", 2)
+        listing = client.get(url, headers=AUTH).json()
+        assert listing["truncated"] is True and len(listing["documents"]) == 2
+        page.library.invalidate("docs")
+        monkeypatch.setattr(library, "MAX_DOCUMENTS", 1000)
+        monkeypatch.setattr(library, "MAX_DOCUMENT_RECORDS", 1)  # stops reading points after the first
+        listing = client.get(url, headers=AUTH).json()
+        assert listing["truncated"] is True and [d["pages"] for d in listing["documents"]] == [1]
+    finally:
+        page.library.invalidate("docs")
 
 
 def test_heatmap_matches_the_stored_tokens_and_the_displayed_image(client, tiny_fp32):
@@ -297,3 +369,186 @@ def test_cli_ui_serves_the_page_alone_and_serve_can_leave_it_out(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+# -- without a key: loopback Host names only (DNS rebinding) -----------------------------------------
+
+LOOPBACK = ["localhost", "localhost:8080", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::1]:8080", "LocalHost:1"]
+HOSTILE = ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io:8080", "[::2]:8080",
+           "localhost:", "testserver"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def open_client(data_dir, tiny_fp32, tmp_path_factory):
+    """The page with no API key (its stores are never opened by these tests)."""
+    from visdoc.server import UISettings, create_ui_app
+
+    settings = UISettings(data_dir=data_dir / "data", collection="docs", work_dir=tmp_path_factory.mktemp("open"))
+    with TestClient(create_ui_app(tiny_fp32, settings)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("host", LOOPBACK)
+def test_without_a_key_loopback_hosts_reach_the_api(open_client, host):
+    config = open_client.get("/ui/api/config", headers={"Host": host})
+    assert config.status_code == 200 and config.json()["auth"] is False
+    assert open_client.get("/ui/api/jobs", headers={"Host": host}).status_code == 200
+    page = "/ui/api/collections/docs/pages/not-a-uuid/image"
+    assert open_client.get(page, headers={"Host": host}).status_code == 404  # past the Host check
+    assert open_client.get("/files/docs/not-a-document/a.pdf", headers={"Host": host}).status_code == 404
+
+
+@pytest.mark.parametrize("host", HOSTILE)
+def test_without_a_key_other_hosts_get_403_on_every_api_and_file_route(open_client, host):
+    paths = open_client.app.openapi()["paths"]  # every route of the API and files is in the schema
+    routes = [(method.upper(), path) for path, methods in paths.items() for method in methods
+              if path.startswith(("/ui/api", "/files"))]  # fmt: skip
+    assert len(routes) == 11
+    for method, path in routes:
+        url = path.replace("{name}", "docs").replace("{point_id}", "00000000-0000-0000-0000-000000000000")
+        url = url.replace("{document_id}", "0" * 32).replace("{job_id}", "x").replace("{file_name}", "a.pdf")
+        response = open_client.request(method, url, params={"q": "x", "filename": "a.pdf"}, json={"query": "x"},
+                                       headers={"Host": host})  # fmt: skip
+        assert response.status_code == 403, (method, url, response.text)
+        assert "--api-key" in response.json()["detail"]
+    assert open_client.get("/ui/", headers={"Host": host}).status_code == 200  # the page itself holds no data
+
+
+def test_with_a_key_any_host_is_served(client):
+    for host in ("search.example.org", "evil.example:8080"):
+        assert client.get("/ui/api/config", headers=AUTH | {"Host": host}).status_code == 200
+        assert client.get("/ui/api/config", headers={"Host": host}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [("LOCALHOST:80", "localhost"), ("[::1]:8080", "::1"), ("[::1]", "::1"), ("127.0.0.1", "127.0.0.1"),
+     ("a.example:x", "a.example:x"), ("[::1", "[::1"), ("", "")],
+)  # fmt: skip
+def test_host_name(host, name):
+    from visdoc.server.ui import host_name
+
+    assert host_name(host) == name
+
+
+# -- the upload queue and shutdown -------------------------------------------------------------------
+
+
+async def chunks(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+def test_a_closed_library_opens_no_store_and_closes_its_client(tmp_path, tiny_fp32):
+    from visdoc.server import UISettings
+    from visdoc.server.library import Library, UIError
+
+    library = Library(tiny_fp32, UISettings(data_dir=tmp_path))
+    closed = []
+
+    class Client:
+        def close(self) -> None:
+            closed.append(True)
+
+    library._client = Client()
+    library.close()
+    assert closed == [True] and library._client is None
+    for call in (lambda: library.store("docs", create=True), library._qdrant):
+        with pytest.raises(UIError) as refused:
+            call()
+        assert refused.value.status == 503
+
+
+def test_jobs_close_waits_for_the_running_ingestion_and_refuses_new_uploads(tmp_path, tiny_fp32):
+    from visdoc.server import UISettings
+    from visdoc.server.jobs import Jobs
+    from visdoc.server.library import Library, UIError
+
+    library = Library(tiny_fp32, UISettings(data_dir=tmp_path))
+    jobs = Jobs(library)
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def run(job) -> None:
+        started.set()
+        release.wait(10)
+        finished.append(job.id)
+        job.state = "done"
+
+    jobs._run = run
+    job = asyncio.run(jobs.receive("docs", "a.png", chunks(b"\x89PNG", b"data"), None))
+    assert started.wait(10)
+    closer = threading.Thread(target=jobs.close)
+    closer.start()
+    time.sleep(0.3)
+    assert closer.is_alive()  # close() waits for the running ingestion ...
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive() and finished == [job.id]  # ... until it is out of the store
+    with pytest.raises(UIError) as refused:
+        asyncio.run(jobs.receive("docs", "b.png", chunks(b"x"), None))
+    assert refused.value.status == 503
+    library.close()
+
+
+def test_an_ingestion_stopped_by_shutdown_neither_stores_nor_optimizes():
+    from visdoc.server.jobs import Job, _Progress, _Stopped
+
+    calls = []
+
+    class Store:
+        def upsert(self, points) -> None:
+            calls.append("upsert")
+
+        def optimize(self) -> None:
+            calls.append("optimize")
+
+    stop = threading.Event()
+    progress = _Progress(Store(), Job("j", "docs", "a.pdf", total=2), stop)
+    progress.upsert([1])
+    progress.optimize()
+    stop.set()
+    for call in (lambda: progress.upsert([1]), progress.optimize):
+        with pytest.raises(_Stopped):
+            call()
+    assert calls == ["upsert", "optimize"]
+
+
+def test_uploads_still_streaming_count_towards_the_queue_limit(tmp_path, tiny_fp32):
+    from visdoc.server import UISettings
+    from visdoc.server.jobs import Jobs
+    from visdoc.server.library import Library, UIError
+
+    library = Library(tiny_fp32, UISettings(data_dir=tmp_path, max_queued_jobs=1))
+    jobs = Jobs(library)
+    ran = threading.Event()
+
+    def run(job) -> None:
+        job.state = "done"
+        ran.set()
+
+    jobs._run = run
+
+    async def scenario():
+        gate = asyncio.Event()
+
+        async def slow():
+            yield b"\x89PNG"
+            await gate.wait()
+            yield b"rest"
+
+        streaming = asyncio.create_task(jobs.receive("docs", "a.png", slow(), None))
+        await asyncio.sleep(0.05)
+        with pytest.raises(UIError) as busy:
+            await jobs.receive("docs", "b.png", chunks(b"other"), None)
+        assert busy.value.status == 429 and busy.value.args[0].startswith("1 uploads")
+        gate.set()
+        return await streaming
+
+    job = asyncio.run(scenario())
+    assert ran.wait(10) and jobs.get(job.id).state == "done"
+    with pytest.raises(UIError):
+        asyncio.run(jobs.receive("docs", "empty.png", chunks(b""), None))  # refused: no slot kept
+    later = asyncio.run(jobs.receive("docs", "c.png", chunks(b"third"), None))
+    assert [j["id"] for j in jobs.list()][0] == later.id and jobs._receiving == 0
+    jobs.close()
+    library.close()

@@ -177,14 +177,19 @@ def _ui_settings(args: argparse.Namespace):  # noqa: ANN202
                       collection=args.collection, max_upload_bytes=args.max_upload_mb << 20)  # fmt: skip
 
 
+def _ui_auth(args: argparse.Namespace) -> str:
+    if args.api_key:
+        return "bearer token required"
+    return "no authentication: answers only requests to localhost; set --api-key for remote use"
+
+
 def _ui(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .server import serve
 
     model = _load_model(args, args.model)
-    auth = "bearer token required" if args.api_key else "no authentication"
-    print(f"search page on http://{args.host}:{args.port}/ui ({auth})", file=sys.stderr, flush=True)
+    print(f"search page on http://{args.host}:{args.port}/ui ({_ui_auth(args)})", file=sys.stderr, flush=True)
     settings = dataclasses.replace(_ui_settings(args), preload=True)  # the page's own server: open the store now
     serve(model, host=args.host, port=args.port, api_key=args.api_key, ui=settings, ui_only=True)
     return 0
@@ -253,6 +258,8 @@ def _serve(args: argparse.Namespace) -> int:
     auth = "bearer token required" if args.api_key else "no authentication"
     print(f"serving {model.name} on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
     ui = None if args.no_ui else _ui_settings(args)
+    if ui is not None:
+        print(f"search page at /ui ({_ui_auth(args)})", file=sys.stderr, flush=True)
     serve(model, host=args.host, port=args.port, api_key=args.api_key, limits=limits, ui=ui)
     return 0
 

@@ -76,13 +76,17 @@ class Jobs:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _jobs, _receiving and the worker's start
+        self._receiving = 0  # uploads still streaming to disk
 
     def list(self) -> list[dict[str, Any]]:
-        return [job.to_json() for job in reversed(self._jobs.values())]
+        with self._lock:
+            jobs = list(reversed(self._jobs.values()))
+        return [job.to_json() for job in jobs]
 
     def get(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
+        with self._lock:
+            job = self._jobs.get(job_id)
         if job is None:
             raise UIError(404, "no such job")
         return job
@@ -94,9 +98,30 @@ class Jobs:
         limit = self.settings.max_upload_bytes
         if declared is not None and declared > limit:
             raise UIError(413, f"file of {declared} bytes; the limit is {limit}")
-        pending = sum(job.state in ("queued", "embedding") for job in self._jobs.values())
-        if pending >= self.settings.max_queued_jobs:
-            raise UIError(429, f"{pending} uploads are waiting; try again when some are done")
+        with self._lock:  # the check and the reservation at once: concurrent uploads count each other
+            if self._stop.is_set():
+                raise UIError(503, "the server is shutting down")
+            pending = self._receiving + sum(job.state in ("queued", "embedding") for job in self._jobs.values())
+            if pending >= self.settings.max_queued_jobs:
+                raise UIError(429, f"{pending} uploads are waiting; try again when some are done")
+            self._receiving += 1
+        try:
+            job = await self._save(collection, name, body, limit)
+            with self._lock:
+                if self._stop.is_set():
+                    raise UIError(503, "the server is shutting down")
+                self._jobs[job.id] = job
+                while len(self._jobs) > KEEP_JOBS:
+                    self._jobs.popitem(last=False)
+                self._start()
+                self._queue.put(job)
+        finally:
+            with self._lock:
+                self._receiving -= 1
+        return job
+
+    async def _save(self, collection: str, name: str, body: AsyncIterator[bytes], limit: int) -> Job:
+        """Stream the body to a partial file, then keep it under its content's folder."""
         incoming = self.uploads / ".incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         partial = incoming / f"{uuid.uuid4().hex}.part"
@@ -114,14 +139,7 @@ class Jobs:
             path = self._place(partial, sha.hexdigest()[:32], name)
         finally:
             partial.unlink(missing_ok=True)
-        job = Job(uuid.uuid4().hex, collection, name, path=str(path))
-        with self._lock:
-            self._jobs[job.id] = job
-            while len(self._jobs) > KEEP_JOBS:
-                self._jobs.popitem(last=False)
-            self._start()
-        self._queue.put(job)
-        return job
+        return Job(uuid.uuid4().hex, collection, name, path=str(path))
 
     def _place(self, partial: Path, document_id: str, name: str) -> Path:
         """Where the upload lives from now on: one folder per content, the first name kept."""
@@ -174,10 +192,17 @@ class Jobs:
             job.message = "; ".join(job.problems)
 
     def close(self) -> None:
-        self._stop.set()
+        """Stop the worker and wait for it: a running ingestion stops after its current batch.
+
+        No timeout: the stores are closed after this returns, and the ingestion must be out of them.
+        Uploads that arrive from now on are refused (503).
+        """
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
         self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout=60)
+        if thread is not None:
+            thread.join()
 
 
 class _Progress:
@@ -191,6 +216,11 @@ class _Progress:
             raise _Stopped
         self._store.upsert(points)
         self._job.done = min(self._job.total or len(points), self._job.done + len(points))
+
+    def optimize(self) -> None:
+        if self._stop.is_set():  # shutting down: skip it (the pages stored so far stay)
+            raise _Stopped
+        self._store.optimize()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

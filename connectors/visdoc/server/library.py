@@ -28,6 +28,8 @@ COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 DOCUMENT_ID = re.compile(r"[0-9a-f]{32}")
 IMAGE_SIZES = {"thumb": 96_000, "page": None}  # pixel budget; None: the model's own (the heatmap's grid)
 DOCUMENTS_TTL_S = 30.0
+MAX_DOCUMENTS = 1000  # the documents list stops at this many documents ...
+MAX_DOCUMENT_RECORDS = 20_000  # ... or after reading this many points, and says it is truncated
 SNIPPET_CHARS = 220
 UI_DIR = ".visdoc-ui"
 MEDIA_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
@@ -83,7 +85,7 @@ def check_point_id(value: str) -> str:
         parsed = str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError):
         raise UIError(404, "no such page") from None
-    if parsed != value.lower():
+    if parsed != value:  # only the canonical form the server hands out (lowercase, hyphenated)
         raise UIError(404, "no such page")
     return parsed
 
@@ -108,6 +110,7 @@ class Library:
         self._queries: OrderedDict[tuple, tuple[QueryVectors, list[str]]] = OrderedDict()
         self._hashes: dict[tuple, str] = {}
         self._client: Any = None
+        self._closed = False
 
     def preload(self) -> None:
         """Open the first collection now rather than on the first request (if it exists)."""
@@ -151,6 +154,8 @@ class Library:
 
         check_collection_name(name)
         with self._lock:
+            if self._closed:
+                raise UIError(503, "the server is shutting down")
             if name in self._stores:
                 return self._stores[name]
             spec = CollectionSpec(dim=self.model.dims[-1], model=self.model.name) if create else None
@@ -174,22 +179,32 @@ class Library:
         """Forget cached listings of ``name`` (after an ingestion)."""
         self._documents.pop(name, None)
 
-    def documents(self, name: str) -> list[dict[str, Any]]:
-        """One entry per stored document: id, file name, source, title, pages stored."""
+    def documents(self, name: str) -> dict[str, Any]:
+        """``documents``: one entry per stored document (id, file name, source, title, pages stored),
+        and ``truncated``: whether the listing stopped early (at :data:`MAX_DOCUMENTS` documents or
+        after :data:`MAX_DOCUMENT_RECORDS` points; page counts may then be short)."""
         cached = self._documents.get(name)
         if cached is not None and time.monotonic() - cached[0] < DOCUMENTS_TTL_S:
             return cached[1]
         docs: dict[str, dict[str, Any]] = {}
-        for record in self.store(name).iter_records(batch=1024):
+        truncated = False
+        for read, record in enumerate(self.store(name).iter_records(batch=1024)):
+            if read >= MAX_DOCUMENT_RECORDS:
+                truncated = True
+                break
             p = record.payload
             doc_id = str(p.get("document_id", ""))
             if not DOCUMENT_ID.fullmatch(doc_id):
                 continue  # added through a framework, not ingested from a file
+            if doc_id not in docs and len(docs) >= MAX_DOCUMENTS:
+                truncated = True
+                break
             entry = docs.setdefault(doc_id, {"document_id": doc_id, "file_name": p.get("file_name", ""),
                                              "source": p.get("source", ""), "title": p.get("title", ""),
                                              "total_pages": p.get("total_pages", 0), "pages": 0})  # fmt: skip
             entry["pages"] += 1
-        listing = sorted(docs.values(), key=lambda d: (str(d["file_name"]).lower(), d["source"]))
+        documents = sorted(docs.values(), key=lambda d: (str(d["file_name"]).lower(), d["source"]))
+        listing = {"documents": documents, "truncated": truncated}
         self._documents[name] = (time.monotonic(), listing)
         return listing
 
@@ -217,8 +232,8 @@ class Library:
                mode: str = "rerank") -> list[dict[str, Any]]:  # fmt: skip
         from ..store import PageFilter
 
-        store = self.store(name)
         where = PageFilter(document_ids=tuple(check_document_id(d) for d in documents)) if documents else None
+        store = self.store(name)
         vectors, _ = self.query_vectors(name, query)
         hits = store.search(vectors, k=min(k, self.settings.max_results), mode=mode, where=where)  # type: ignore[arg-type]
         return [self._result(name, hit.id, hit.score, hit.payload, query) for hit in hits]
@@ -260,8 +275,9 @@ class Library:
 
         from ..heatmap import GRID_FIELD, ImageGrid, patch_heatmap
 
+        point_id = check_point_id(point_id)
         store = self.store(name)
-        records = store.retrieve([check_point_id(point_id)], with_vectors=True)
+        records = store.retrieve([point_id], with_vectors=True)
         if not records:
             raise UIError(404, "no such page")
         record = records[0]
@@ -326,7 +342,8 @@ class Library:
         """The stored source file of a document and its media type."""
         from ..store import PageFilter
 
-        records, _ = self.store(name).scroll(PageFilter(document_ids=(check_document_id(document_id),)), limit=1)
+        where = PageFilter(document_ids=(check_document_id(document_id),))
+        records, _ = self.store(name).scroll(where, limit=1)
         if not records or records[0].payload.get("file_name") != file_name:
             raise UIError(404, "no such document")
         path = self._verified_source(records[0].payload)
@@ -383,17 +400,25 @@ class Library:
         return frame
 
     def _qdrant(self) -> Any:
-        if self._client is None:
-            from qdrant_client import QdrantClient
+        with self._lock:
+            if self._closed:
+                raise UIError(503, "the server is shutting down")
+            if self._client is None:
+                from qdrant_client import QdrantClient
 
-            self._client = QdrantClient(url=self.settings.url, api_key=self.settings.qdrant_api_key)
-        return self._client
+                self._client = QdrantClient(url=self.settings.url, api_key=self.settings.qdrant_api_key)
+            return self._client
 
     def close(self) -> None:
+        """Close the open stores and the Qdrant client; :meth:`store` refuses (503) from now on."""
         with self._lock:
+            self._closed = True
             for store in self._stores.values():
                 store.close()
             self._stores.clear()
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def token_labels(model: Any, query: str, n: int) -> list[str]:

@@ -3,7 +3,9 @@
 Mounted on the embedding server (``visdoc serve``) or served alone (``visdoc ui``). With an API
 key, every ``/ui/api`` call needs ``Authorization: Bearer <key>``; page images and source files
 also accept a short-lived signed cookie that ``POST /ui/api/session`` sets (an ``<img>`` cannot
-send headers). The page itself and its assets load without a key.
+send headers). The page itself and its assets load without a key. Without a key, ``/ui/api`` and
+``/files`` answer only requests addressed to a loopback name (``Host: localhost``, ``127.0.0.1`` or
+``[::1]``), so that another site's page cannot reach them through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["UI", "UIError", "UISettings", "create_ui_app", "install_ui"]
 
 COOKIE = "visdoc_session"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SESSION_S = 3600
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 SECURITY_HEADERS = {
@@ -78,12 +81,36 @@ class _Auth:
         return secrets.compare_digest(signature.encode(), self._sign(int(expires)).encode())
 
     def key(self, request: Request) -> None:
-        if self.api_key and not self._bearer_ok(request):
+        if not self.api_key:
+            loopback_only(request)
+        elif not self._bearer_ok(request):
             raise UIError(401, "missing or wrong API key (send 'Authorization: Bearer <key>')")
 
     def key_or_cookie(self, request: Request) -> None:
-        if self.api_key and not (self._bearer_ok(request) or self._cookie_ok(request)):
+        if not self.api_key:
+            loopback_only(request)
+        elif not (self._bearer_ok(request) or self._cookie_ok(request)):
             raise UIError(401, "missing or wrong API key or session")
+
+
+def host_name(host: str) -> str:
+    """The name in a ``Host`` header, without its port or IPv6 brackets, lowercased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() else host
+
+
+def loopback_only(request: Request) -> None:
+    """Without a key, answer only requests addressed to this machine by a loopback name.
+
+    A hostile site whose name re-resolves to 127.0.0.1 (DNS rebinding) sends its own name as
+    ``Host``, and its page counts as same-origin to the browser; this check is what stops it.
+    """
+    if host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+        raise UIError(403, "without an API key the search page answers only requests to localhost, 127.0.0.1 "
+                           "or [::1]; start the server with --api-key for remote use")  # fmt: skip
 
 
 def same_origin(request: Request) -> None:
@@ -169,7 +196,7 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
         return library.collections()
 
     @router.get("/ui/api/collections/{name}/documents", dependencies=keyed)
-    def documents(name: str) -> list[dict[str, Any]]:
+    def documents(name: str) -> dict[str, Any]:
         return library.documents(name)
 
     @router.post("/ui/api/collections/{name}/search", dependencies=[*keyed, Depends(same_origin)])
@@ -213,7 +240,8 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
                             headers=headers)  # fmt: skip
 
     app.include_router(router)
-    return UI(library, jobs)
+    app.state.search_page = ui = UI(library, jobs)
+    return ui
 
 
 def create_ui_app(model: JinaV4, settings: UISettings, *, api_key: str | None = None) -> FastAPI:

@@ -120,8 +120,9 @@
     const keep = select.value;
     select.replaceChildren(Object.assign(element("option", null, "All documents"), { value: "" }));
     let documents = [];
+    let truncated = false;
     try {
-      documents = await api(collectionPath() + "/documents");
+      ({ documents, truncated } = await api(collectionPath() + "/documents"));
     } catch (error) {
       if (error.status !== 404) throw error;
     }
@@ -130,6 +131,11 @@
       option.value = doc.document_id;
       option.title = doc.source;
       select.append(option);
+    }
+    if (truncated) {
+      const more = element("option", null, `… only the first ${documents.length} documents are listed`);
+      more.disabled = true;
+      select.append(more);
     }
     select.value = documents.some((d) => d.document_id === keep) ? keep : "";
     return documents;
