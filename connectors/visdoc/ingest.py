@@ -8,7 +8,6 @@ while the model encodes the previous batch. Bad files and pages are reported and
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import time
@@ -22,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from .documents import METADATA, image_reference, page_grid
 from .errors import ImageLoadError
-from .sources import Problem, RenderedPage, SourceError, SourceFile, chunk_spans, discover, pdf_info, read_text
+from .sources import (
+    Problem,
+    RenderedPage,
+    SourceError,
+    SourceFile,
+    chunk_spans,
+    discover,
+    file_sha256,
+    pdf_info,
+    read_text,
+)
 from .sources.pdf import render_pages
 from .store import CollectionSpec, PageFilter, PagePoint, Store, point_id
 
@@ -185,7 +194,7 @@ def identify(file: SourceFile, tokenizer: Any, chunk_tokens: int = 512, chunk_ov
     A file that cannot be read comes back as its :class:`Problem`. Nothing is looked up in a store.
     """
     try:
-        content_hash = _sha256(file.path)
+        content_hash = file_sha256(file.path)
         doc = _Document(file, content_hash[:DOCUMENT_ID_CHARS], content_hash, 0, [])
         if file.kind == "pdf":
             info = pdf_info(file.path)
@@ -363,12 +372,11 @@ def _batches(units: Iterable[_Unit], size: int) -> Iterator[list[_Unit]]:
         yield batch
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def page_count(path: Path) -> int:
+    """Pages of a PDF or frames of an image file; :class:`SourceError` when it cannot be read."""
+    if path.suffix.lower() == ".pdf":
+        return pdf_info(path).pages
+    return _frame_count(path)
 
 
 def _frame_count(path: Path) -> int:

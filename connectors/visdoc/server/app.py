@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import secrets
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from ..errors import ImageLoadError, VisdocError
 from .batcher import MicroBatcher, QueueFull, Unit
-from .protocol import Limits, RequestError, encode_vector, parse_request
+from .protocol import Limits, RequestError, bearer_matches, encode_vector, parse_request
 
 if TYPE_CHECKING:
     from ..model import JinaV4
@@ -70,8 +69,7 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
     @app.middleware("http")
     async def authenticate(request: Request, call_next):  # noqa: ANN001, ANN202
         if api_key and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            if not bearer_matches(request.headers.get("authorization", ""), api_key):
                 return error(401, "missing or wrong API key (send 'Authorization: Bearer <key>')")
         return await call_next(request)
 

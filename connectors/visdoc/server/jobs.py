@@ -227,14 +227,9 @@ class _Progress:
 
 
 def _page_count(path: Path) -> int:
+    from ..ingest import page_count
+
     try:
-        if path.suffix.lower() == ".pdf":
-            from ..sources import pdf_info
-
-            return pdf_info(path).pages
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return getattr(image, "n_frames", 1)
+        return page_count(path)
     except Exception:  # unreadable: the ingestion reports why
         return 0

@@ -7,7 +7,6 @@ while its content still has the hash it was ingested with.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from ..sources import file_sha256
 
 if TYPE_CHECKING:
     from ..model import JinaV4
@@ -364,11 +365,7 @@ class Library:
         key = (source, stat.st_ino, stat.st_mtime_ns, stat.st_size)
         digest = self._hashes.get(key)
         if digest is None:
-            sha = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    sha.update(block)
-            digest = self._hashes[key] = sha.hexdigest()
+            digest = self._hashes[key] = file_sha256(path)
         if digest != expected:
             raise UIError(404, "the source file changed since it was ingested")
         return path

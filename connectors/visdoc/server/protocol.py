@@ -137,3 +137,10 @@ def decode_vector(value: Any, width: int | None = None) -> np.ndarray:
     array = np.frombuffer(base64.b64decode(value), dtype="<f4") if isinstance(value, str) else np.asarray(value, "<f4")
     array = array.astype(np.float32)
     return array.reshape(-1, width) if width else array
+
+
+def bearer_matches(authorization: str, api_key: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <api_key>`` (constant-time compare)."""
+    import secrets
+
+    return secrets.compare_digest(authorization.encode(), f"Bearer {api_key}".encode())

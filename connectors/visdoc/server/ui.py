@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from .jobs import UPLOAD_SUFFIXES, Jobs
 from .library import Library, UIError, UISettings
+from .protocol import bearer_matches
 
 if TYPE_CHECKING:
     from ..model import JinaV4
@@ -71,8 +72,7 @@ class _Auth:
         return f"{expires}.{self._sign(expires)}"
 
     def _bearer_ok(self, request: Request) -> bool:
-        given = request.headers.get("authorization", "")
-        return secrets.compare_digest(given.encode(), f"Bearer {self.api_key}".encode())
+        return bearer_matches(request.headers.get("authorization", ""), self.api_key or "")
 
     def _cookie_ok(self, request: Request) -> bool:
         expires, _, signature = request.cookies.get(COOKIE, "").partition(".")

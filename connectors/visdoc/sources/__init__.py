@@ -1,10 +1,11 @@
 """Document sources: PDFs, image files and text files, turned into pages or chunks."""
 
-from .files import EXTENSIONS, Problem, SourceFile, discover
+from .files import EXTENSIONS, Problem, SourceFile, discover, file_sha256
 from .pdf import PdfInfo, RenderedPage, SourceError, page_texts, pdf_info, render_pages
 from .text import chunk_spans, read_text
 
 __all__ = [
+    "file_sha256",
     "EXTENSIONS",
     "PdfInfo",
     "Problem",
