@@ -12,9 +12,10 @@ The two are run alternately ``--repeats`` times and each keeps its best time, so
 load on a shared machine does not land on one side only.
 
 Besides the default path it runs the GPU-path switches that also work on CPU: packed batches
-(``attn_implementation="varlen"``: per-sequence attention, no padding) and merged adapters.
+(``attn_implementation="varlen"``: per-sequence attention, no padding), merged adapters and, with
+``--compile``, ``torch.compile`` (after a warm-up of two full passes, which takes minutes).
 
-    python benchmarks/encode_cpu.py [--texts 256] [--images 16] [--dtype float32] [--threads 2] [--repeats 2]
+    python benchmarks/encode_cpu.py [--texts 256] [--images 16] [--dtype float32] [--repeats 2] [--compile]
 """
 
 from __future__ import annotations
@@ -137,13 +138,16 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compile", action="store_true",
+                        help="also run compile=True (warmed up with two full passes first: minutes)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_checkpoint(Path(tmp) / "ckpt", SPEC)
-        models = {name: JinaV4.from_pretrained(folder, dtype=args.dtype, **opts) for name, opts in VARIANTS.items()}
+        variants = VARIANTS | ({"visdoc compiled": {"compile": True}} if args.compile else {})
+        models = {name: JinaV4.from_pretrained(folder, dtype=args.dtype, **opts) for name, opts in variants.items()}
     model = models["visdoc"]
     params = sum(p.numel() for p in model.network.parameters())
     texts, pages = make_texts(model, args.texts, rng), make_pages(args.images, rng)
@@ -151,8 +155,12 @@ def main() -> None:
     print(f"model: {params / 1e6:.1f}M parameters, dtype {args.dtype}, {args.threads} threads, best of {args.repeats}")
     print(f"inputs: {len(texts)} texts ({min(lengths)}..{max(lengths)} tokens), {len(pages)} pages of 850x1100 px")
 
-    for m in models.values():
+    for name, m in models.items():
         m.encode_texts(texts[:8])  # warm-up
+        if name == "visdoc compiled":  # compiling, and recompiling once shapes are seen to vary
+            start = time.perf_counter()
+            run(m, texts, pages), run(m, texts, pages)
+            print(f"compile warm-up: {time.perf_counter() - start:.0f} s")
     runs: dict[str, list] = {name: [] for name in ["naive", *models]}
     for _ in range(args.repeats):  # alternate, so that a burst of load does not land on one side only
         restore = naive_mode(model)
