@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from encode_cpu import fixed_batches, make_pages  # benchmarks/ is on sys.path when run as a script
+from PIL import Image
 
 from visdoc import JinaV4
 from visdoc.network import use_attention
@@ -64,22 +65,9 @@ def _stop(signum, frame) -> None:  # noqa: ANN001
 
 
 def letter_pages(n: int, seed: int = 0) -> list[Image.Image]:
-    """Letter-sized pages (850x1100 px) with text-like strokes and a few coloured boxes."""
-    rng = np.random.default_rng(seed)
-    pages = []
-    for _ in range(min(n, 32)):  # 32 distinct pages, repeated: drawing is not what we measure
-        page = Image.new("RGB", (850, 1100), "white")
-        draw = ImageDraw.Draw(page)
-        for y in range(80, 1000, 22):
-            x = 70
-            while x < 760:
-                w = int(rng.integers(15, 70))
-                draw.rectangle((x, y, x + w, y + 9), fill=(30, 30, 30))
-                x += w + 8
-        for _ in range(3):
-            x0, y0 = int(rng.integers(70, 500)), int(rng.integers(100, 800))
-            draw.rectangle((x0, y0, x0 + 250, y0 + 150), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-        pages.append(page)
+    """``n`` Letter-sized pages (encode_cpu's drawings): 32 distinct ones, repeated, since drawing
+    is not what is measured."""
+    pages = make_pages(min(n, 32), np.random.default_rng(seed))
     return [pages[i % len(pages)] for i in range(n)]
 
 
@@ -164,11 +152,6 @@ def measure(model: JinaV4, path: str, workload: str, items: list, config: dict) 
         lengths = [len(ids) for ids in model.tokenizer.texts(items, "Passage: ")]
         tokens, flops = sum(lengths), text_flops(config, lengths)
     return Result(path, workload, len(items), seconds, tokens, flops, peak), dense
-
-
-def fixed_batches(lengths, max_tokens, max_items):  # noqa: ANN001, ANN201
-    """The naive plan: chunks of 8 in input order."""
-    return [list(range(i, min(i + 8, len(lengths)))) for i in range(0, len(lengths), 8)]
 
 
 def naive_mode(model: JinaV4):  # noqa: ANN201
