@@ -161,23 +161,17 @@ def naive_mode(model: JinaV4):  # noqa: ANN201
     def compute_logits(module, inputs, output) -> None:  # noqa: ANN001
         output.last_hidden_state @ embed.T
 
-    saved = (model.packed, model._plan, model.preprocess_workers, model.network.model.config._attn_implementation)
+    saved = (model._plan, model.preprocess_workers, model.network.model.config._attn_implementation)
     hook = model.network.model.register_forward_hook(compute_logits)
-    model.packed, model._plan, model.preprocess_workers = False, fixed_batches, 0
-    use_attention(model.network.model, "sdpa")
+    model._plan, model.preprocess_workers = fixed_batches, 0
+    use_attention(model.network.model, "sdpa")  # padded batches; the vision tower loops over windows
 
     def restore() -> None:
         hook.remove()
-        model.packed, model._plan, model.preprocess_workers, attn = saved
-        use_attention(model.network.model, "varlen" if model.packed else attn)
+        model._plan, model.preprocess_workers, attn = saved
+        use_attention(model.network.model, attn)
 
     return restore
-
-
-def merge_adapters(model: JinaV4) -> None:
-    network = model.network
-    network.merge_adapters, task, network._task = True, network._task, None
-    network.use_task(task)
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -218,7 +212,7 @@ def run(args: argparse.Namespace, began: float, results: list[Result], notes: li
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_checkpoint(Path(tmp) / "full", spec, weights=False)
         t0 = time.perf_counter()
-        model = JinaV4.random(folder, device=device, dtype="bfloat16")
+        model = JinaV4.from_pretrained(folder, device=device, dtype="bfloat16", random_weights=True)
         config = model.checkpoint.config
     params = sum(p.numel() for p in model.network.parameters())
     print(f"model: {params / 1e9:.2f}B parameters (adapters included), built in {time.perf_counter() - t0:.1f} s; "
@@ -238,6 +232,7 @@ def run(args: argparse.Namespace, began: float, results: list[Result], notes: li
     plan = [(path, kind, items) for path in args.paths.split(",")
             for kind, items in zip(("pages", "texts"), workloads.get(path, (pages, texts)), strict=True)
             if not (path == "visdoc inline-prep" and kind == "texts")]  # fmt: skip
+    compiled = False
     for path, workload, items in plan:
         if over_budget():
             break
@@ -246,11 +241,10 @@ def run(args: argparse.Namespace, began: float, results: list[Result], notes: li
             restore = functools.partial(setattr, model, "preprocess_workers", model.preprocess_workers)
             model.preprocess_workers = 0
         if "merged" in path and not model.network.merge_adapters:
-            merge_adapters(model)
-        if "compiled" in path and not getattr(model, "_compiled", False):
-            model.network.model.language_model.compile(dynamic=True)
-            model.network.model.visual.compile(dynamic=True)
-            model._compiled = True  # type: ignore[attr-defined]
+            model.network.start_merging()
+        if "compiled" in path and not compiled:
+            model.network.compile_towers()
+            compiled = True
         try:
             result, vectors = measure(model, path, workload, items, config)
         finally:

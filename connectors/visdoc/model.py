@@ -95,7 +95,6 @@ class JinaV4:
         self.preprocessor = ImagePreprocessor(checkpoint.pixels)
         self._plan: BatchPlanner = plan_batches
         self._lock = threading.Lock()  # one forward pass at a time: adapters are switched per call
-        self.packed = False  # True: each batch is one row of concatenated sequences (varlen attention)
         if preprocess_workers is None:
             preprocess_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
         self.preprocess_workers = preprocess_workers
@@ -129,6 +128,7 @@ class JinaV4:
         merge_adapters: bool = False,
         compile: bool = False,
         preprocess_workers: int | None = None,
+        random_weights: bool = False,
     ) -> JinaV4:
         """Load a checkpoint folder or hub id (``jinaai/jina-embeddings-v4``) without remote code.
 
@@ -140,35 +140,10 @@ class JinaV4:
         task's LoRA into the weights (faster; bf16 results move by ~1e-3 in cosine, see
         docs/model.md). ``compile`` runs the towers through ``torch.compile``.
         ``preprocess_workers`` threads decode and patchify the next batches' images while the
-        model runs the current one (default: up to 8 on CUDA, none on CPU).
+        model runs the current one (default: up to 8 on CUDA, none on CPU). ``random_weights``
+        makes the checkpoint's shape with random weights on the device, ignoring weight files
+        (full-size benchmarks; see :func:`visdoc.testing.build_checkpoint`).
         """
-        options = dict(device=device, dtype=dtype, attn_implementation=attn_implementation, revision=revision,
-                       max_length=max_length, max_batch_tokens=max_batch_tokens, merge_adapters=merge_adapters,
-                       compile=compile, preprocess_workers=preprocess_workers)  # fmt: skip
-        return cls._build(name_or_path, **options)
-
-    @classmethod
-    def random(cls, name_or_path: str | os.PathLike, **options: Any) -> JinaV4:
-        """A model of the checkpoint's shape with random weights made on the device, ignoring any
-        weight files in it (benchmarks at full size; see :func:`visdoc.testing.build_checkpoint`)."""
-        return cls._build(name_or_path, random_weights=True, **options)
-
-    @classmethod
-    def _build(
-        cls,
-        name_or_path: str | os.PathLike,
-        *,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        attn_implementation: str | None = None,
-        revision: str | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        max_batch_tokens: int | None = None,
-        merge_adapters: bool = False,
-        compile: bool = False,
-        preprocess_workers: int | None = None,
-        random_weights: bool = False,
-    ) -> JinaV4:
         from .network import load_network, random_network
 
         folder = resolve(name_or_path, revision=revision)
@@ -181,9 +156,8 @@ class JinaV4:
         build = random_network if random_weights else load_network
         network = build(ckpt, device=dev, dtype=torch_dtype, attn_implementation=attn, merge_adapters=merge_adapters)
         if compile:
-            network.model.language_model.compile(dynamic=True)
-            network.model.visual.compile(dynamic=True)
-        model = cls(
+            network.compile_towers()
+        return cls(
             network,
             ckpt,
             name=str(name_or_path),
@@ -193,8 +167,6 @@ class JinaV4:
             max_batch_tokens=max_batch_tokens,
             preprocess_workers=preprocess_workers,
         )
-        model.packed = attn == "varlen"
-        return model
 
     @classmethod
     def shared(
@@ -223,6 +195,13 @@ class JinaV4:
         return RemoteJinaV4(base_url, api_key=api_key, timeout=timeout)
 
     # -- facts -------------------------------------------------------------------------------
+
+    @property
+    def packed(self) -> bool:
+        """Whether each batch runs as one row of concatenated sequences (``varlen`` attention)."""
+        from .attention import NAME
+
+        return self.network.model.config._attn_implementation == NAME
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -434,7 +413,7 @@ class JinaV4:
 
         dense_rows = None
         if dense:
-            pooled = _mean_over_spans(hidden, batch, packed=self.packed)
+            pooled = _mean_over_spans(hidden, batch)
             pooled = F.normalize(F.normalize(pooled, dim=-1)[:, :dim], dim=-1)
             dense_rows = pooled.cpu().numpy()
         token_rows = None
@@ -502,13 +481,13 @@ class _Prefetcher:
         self.pending.clear()
 
 
-def _mean_over_spans(hidden: torch.Tensor, batch: _Batch, *, packed: bool) -> torch.Tensor:
+def _mean_over_spans(hidden: torch.Tensor, batch: _Batch) -> torch.Tensor:
     """float32 mean of each item's pooling span of final hidden states."""
     import torch
 
     starts = [s.pool_start for s in batch.seqs]
     ends = [s.pool_end for s in batch.seqs]
-    if packed:  # hidden: [tokens, H]; sum each item's span with one index_add
+    if hidden.ndim == 2:  # packed, [tokens, H]: sum each item's span with one index_add
         offsets = np.concatenate([[0], np.cumsum(batch.lengths)[:-1]])
         rows = np.concatenate([np.arange(o + a, o + b) for o, a, b in zip(offsets, starts, ends, strict=True)])
         owner = np.repeat(np.arange(len(starts)), [b - a for a, b in zip(starts, ends, strict=True)])
@@ -516,7 +495,7 @@ def _mean_over_spans(hidden: torch.Tensor, batch: _Batch, *, packed: bool) -> to
         owner_t = torch.from_numpy(owner).to(hidden.device)
         sums = torch.zeros((len(starts), hidden.shape[-1]), dtype=torch.float32, device=hidden.device)
         sums.index_add_(0, owner_t, hidden[rows_t].float())
-    else:  # hidden: [items, longest, H]
+    else:  # padded, [items, longest, H]
         span = torch.zeros(hidden.shape[:2], dtype=torch.float32, device=hidden.device)
         for row, (a, b) in enumerate(zip(starts, ends, strict=True)):
             span[row, a:b] = 1.0

@@ -40,22 +40,34 @@ class Network(nn.Module):
             return
         assert self._set_adapter is not None, "adapters are not attached"
         if self.merge_adapters:
-            for layer in self._lora_layers():  # peft would otherwise unmerge in place on switching
+            for _, layer in self._lora_layers():  # peft would otherwise unmerge in place on switching
                 layer.merged_adapters = []
         self._set_adapter(task)
         if self.merge_adapters:
             self._merge(task)
         self._task = task
 
-    def _lora_layers(self) -> Iterator[nn.Module]:
-        return (m for m in self.modules() if hasattr(m, "lora_A") and hasattr(m, "merged_adapters"))
+    def start_merging(self) -> None:
+        """From now on, fold the active task's adapter into the weights (``merge_adapters``)."""
+        self.merge_adapters = True
+        task, self._task = self._task, None
+        if task is not None:
+            self.use_task(task)
+
+    def compile_towers(self) -> None:
+        """Run both towers through ``torch.compile`` (shapes vary from batch to batch)."""
+        self.model.language_model.compile(dynamic=True)
+        self.model.visual.compile(dynamic=True)
+
+    def _lora_layers(self) -> Iterator[tuple[str, nn.Module]]:
+        return ((n, m) for n, m in self.named_modules() if hasattr(m, "lora_A") and hasattr(m, "merged_adapters"))
 
     @torch.no_grad()
     def _merge(self, task: str) -> None:
         """Make every adapted weight ``W0 + scale * B A`` for ``task``, computed in float32 from the
         original ``W0`` (kept on the host), so switching tasks never accumulates rounding."""
-        for name, layer in self.named_modules():
-            if not hasattr(layer, "merged_adapters") or task not in getattr(layer, "lora_A", {}):
+        for name, layer in self._lora_layers():
+            if task not in layer.lora_A:
                 continue
             weight = layer.base_layer.weight
             if name not in self._original_weights:
@@ -157,10 +169,8 @@ def _assemble(
     for param in network.parameters():  # weights only: rotary inv_freq buffers stay float32, as loaded
         param.data = param.data.to(dtype)
     network = network.to(device).eval()
-    network.merge_adapters = merge_adapters
     if merge_adapters:
-        task, network._task = network._task, None
-        network.use_task(task)  # type: ignore[arg-type]
+        network.start_merging()
     return network
 
 

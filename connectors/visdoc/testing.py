@@ -95,7 +95,7 @@ FULL_SPEC = TinySpec(  # jina-embeddings-v4's real shapes (Qwen2.5-VL-3B, r=32 a
 
 def build_checkpoint(folder: str | Path, spec: TinySpec | None = None, *, weights: bool = True) -> Path:
     """Write a random checkpoint to ``folder`` and return its path. ``weights=False`` leaves out the
-    model weights (adapters are still written): load it with :meth:`visdoc.JinaV4.random`."""
+    model weights (adapters are still written): load it with ``JinaV4.from_pretrained(folder, random_weights=True)``."""
     import torch
 
     spec = spec or TinySpec()
