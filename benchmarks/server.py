@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WORDS = "invoice receipt revenue quarter chart table figure page scanned total growth report margin".split()
 
 
-def launch(model: str) -> tuple[subprocess.Popen, str]:
+def launch(*command: str) -> tuple[subprocess.Popen, str]:
+    """Start ``visdoc <command...>`` on a free loopback port; return it once /health answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "visdoc", "serve", "--model", model, "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "visdoc", *command, "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -96,7 +97,7 @@ def main() -> None:
     batched = len(texts) / (time.perf_counter() - start)
     del model
 
-    proc, url = launch(args.model)
+    proc, url = launch("serve", "--model", args.model)
     try:
         run_clients(url, texts[:16], 4)  # warm-up
         rows = [(clients, *run_clients(url, texts, clients)) for clients in (1, 8, 64)]

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from server import launch  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "jina-v4-tiny"
@@ -82,24 +80,6 @@ def build(data_dir: Path, docs: Path, pages: int) -> float:
     return time.perf_counter() - start
 
 
-def launch(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "visdoc", "ui", "--model", str(MODEL), "--port", str(port), "--api-key", KEY,
-           "--data-dir", str(data_dir), "--collection", "bench"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
 def server_ms(response: httpx.Response) -> float:
     response.raise_for_status()
     return float(response.headers["server-timing"].split("dur=")[1])
@@ -132,7 +112,8 @@ def main() -> None:
     (work / "docs").mkdir()
     seconds = build(work / "data", work / "docs", args.pages)
     print(f"{args.pages} pages in {args.pages // PAGES_PER_PDF} PDFs stored in {seconds:.1f} s")
-    proc, url = launch(work / "data")
+    proc, url = launch("ui", "--model", str(MODEL), "--api-key", KEY, "--data-dir", str(work / "data"),
+                       "--collection", "bench")  # fmt: skip
     rng = np.random.default_rng(1)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
