@@ -15,8 +15,10 @@ for these paths:
 * visdoc: the defaults on CUDA: length-sorted token-budget batches packed into one row and run
   through FlashAttention varlen (no padding computed), images preprocessed by worker threads
   ahead of the GPU into pinned memory, no logits;
+* visdoc inline-prep: the same, with images preprocessed in the calling thread (pages only);
 * visdoc + merged adapters (``merge_adapters=True``);
-* optionally, visdoc + merged adapters + ``torch.compile`` of both towers.
+* visdoc + compiled (``compile=True``: each repeated block through ``torch.compile``), with
+  unmerged and then merged adapters. The warm-up column shows the compilation time.
 
 Each line is printed as soon as it is measured; the summary table is printed at the end or when
 the run is cut short (SIGTERM/SIGINT, or ``--budget`` seconds spent). Model FLOPs utilisation
@@ -53,6 +55,7 @@ TOKENIZER = ROOT / "tests" / "data" / "jina-v4-tiny"
 SMALL_SPEC = TinySpec(hidden_size=256, layers=2, heads=4, kv_heads=2, intermediate_size=512, mrope_section=(8, 12, 12),
                       vision_depth=2, vision_fullatt_blocks=(1,), vision_hidden=128, vision_heads=4,
                       vision_intermediate=256, matryoshka_dims=(128, 256), vocab_size=151936)  # fmt: skip
+PATHS = ("naive", "visdoc", "visdoc inline-prep", "visdoc+merged", "visdoc+compiled", "visdoc+merged+compiled")
 WORDS = "invoice receipt revenue quarter chart table figure page scanned total growth report margin".split()
 
 
@@ -116,13 +119,15 @@ class Result:
     tokens: int
     flops: float
     peak_gib: float
+    warmup_s: float
 
     def line(self, peak_tflops: float) -> str:
         rate = self.items / self.seconds
         unit = "pages/s" if self.workload == "pages" else "texts/s"
         mfu = self.flops / self.seconds / (peak_tflops * 1e12)
         return (f"{self.path:<20} {self.workload:<6} {self.items:>5} in {self.seconds:6.2f} s: {rate:8.1f} {unit}, "
-                f"{self.tokens / self.seconds:>9,.0f} tok/s, MFU {mfu:6.1%}, {self.peak_gib:5.1f} GiB")  # fmt: skip
+                f"{self.tokens / self.seconds:>9,.0f} tok/s, MFU {mfu:6.1%}, {self.peak_gib:5.1f} GiB, "
+                f"warm-up {self.warmup_s:.1f} s")  # fmt: skip
 
 
 def synchronize(device: torch.device) -> None:
@@ -133,7 +138,10 @@ def synchronize(device: torch.device) -> None:
 def measure(model: JinaV4, path: str, workload: str, items: list, config: dict) -> tuple[Result, np.ndarray]:
     device = model.device
     encode = model.encode_images if workload == "pages" else model.encode_texts
-    encode(items[: min(len(items), 16)])  # warm-up: kernels, allocator, autotuning
+    began = time.perf_counter()
+    encode(items[: min(len(items), 16)])  # warm-up: kernels, allocator, autotuning, compilation
+    synchronize(device)
+    warmup = time.perf_counter() - began
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     synchronize(device)
@@ -151,7 +159,7 @@ def measure(model: JinaV4, path: str, workload: str, items: list, config: dict) 
     else:
         lengths = [len(ids) for ids in model.tokenizer.texts(items, "Passage: ")]
         tokens, flops = sum(lengths), text_flops(config, lengths)
-    return Result(path, workload, len(items), seconds, tokens, flops, peak), dense
+    return Result(path, workload, len(items), seconds, tokens, flops, peak, warmup), dense
 
 
 def naive_mode(model: JinaV4):  # noqa: ANN201
@@ -187,11 +195,17 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a tiny model, to check the script itself")
     parser.add_argument("--budget", type=float, default=220.0, help="stop starting new runs after this many s")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
-    parser.add_argument("--paths", default="naive,visdoc,visdoc inline-prep,visdoc+merged",
-                        help="comma-separated, in order; also visdoc+merged+compiled (merging and compiling "
-                             "stay on for later paths)")  # fmt: skip
+    parser.add_argument("--paths", default=",".join(PATHS),
+                        help="comma-separated subset of the default, in order (compiling stays on: list compiled "
+                             "paths last)")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
+    chosen = args.paths.split(",")
+    if unknown := set(chosen) - set(PATHS):
+        parser.error(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
+    compiled = ["compiled" in path for path in chosen]
+    if compiled != sorted(compiled):
+        parser.error("compiling stays on once done: list the compiled paths last")
     signal.signal(signal.SIGTERM, _stop)
     began = time.perf_counter()
     results: list[Result] = []
@@ -242,6 +256,8 @@ def run(args: argparse.Namespace, began: float, results: list[Result], notes: li
             model.preprocess_workers = 0
         if "merged" in path and not model.network.merge_adapters:
             model.network.start_merging()
+        elif "merged" not in path and model.network.merge_adapters:
+            model.network.stop_merging()
         if "compiled" in path and not compiled:
             model.network.compile_towers()
             compiled = True
@@ -254,7 +270,7 @@ def run(args: argparse.Namespace, began: float, results: list[Result], notes: li
         dense[(path, workload)] = vectors
         print(result.line(args.peak_tflops), flush=True)
     for workload in ("pages", "texts"):
-        for path in ("visdoc", "visdoc+merged", "visdoc+merged+compiled"):
+        for path in PATHS[1:]:
             if ("naive", workload) in dense and (path, workload) in dense:
                 cos = agreement(dense[("naive", workload)], dense[(path, workload)])
                 notes.append(f"{workload}: min cosine naive vs {path} dense vectors {cos:.5f}")

@@ -47,6 +47,15 @@ def test_search_json_filters_and_modes(data_dir):
     assert bad.returncode == 2 and "unknown filter key 'colour'" in bad.stderr
 
 
+def test_speed_options_load_a_merged_compiled_model_that_ranks_the_same(data_dir):
+    plain = json.loads(visdoc("search", "revenue by quarter", "--json", data_dir=data_dir).stdout)
+    fast = visdoc("search", "revenue by quarter", "--json", "--merge-adapters", "--compile", data_dir=data_dir)
+    assert fast.returncode == 0 and "(merged adapters, compiled)" in fast.stderr, fast.stderr
+    rows = json.loads(fast.stdout)
+    assert [(r["file_name"], r["page"]) for r in rows] == [(r["file_name"], r["page"]) for r in plain]
+    assert [r["score"] for r in rows] == pytest.approx([r["score"] for r in plain], abs=1e-4)
+
+
 def test_info_and_delete(data_dir):
     info = visdoc("info", data_dir=data_dir)
     assert "4 points, 2 documents" in info.stdout and "3/3 pages" in info.stdout

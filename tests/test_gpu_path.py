@@ -12,6 +12,7 @@ from conftest import FIXTURE
 from visdoc import JinaV4
 from visdoc.batching import plan_packed
 from visdoc.errors import ImageLoadError
+from visdoc.network import pad_intermediate
 
 TEXTS = ["x", "hello world", "a much longer passage about invoices, revenue and margins " * 6, "short query"]
 
@@ -86,6 +87,16 @@ def test_switching_merged_tasks_does_not_drift():
         assert _max_difference(a, b) < 1e-6  # equal weights; GPU kernels may still sum in another order
 
 
+def test_stopping_merging_restores_the_original_weights(tiny_bf16):
+    model = JinaV4.from_pretrained(FIXTURE, dtype="bfloat16", merge_adapters=True)
+    _encode(model, "code")
+    model.network.stop_merging()
+    original = tiny_bf16.network.state_dict()
+    assert all(torch.equal(v, original[k]) for k, v in model.network.state_dict().items() if "base_layer" in k)
+    for a, b in zip(_encode(tiny_bf16, "code"), _encode(model, "code"), strict=True):
+        assert _max_difference(a, b) < 1e-6
+
+
 def test_background_preprocessing_gives_the_same_results_and_names_bad_items(tiny_fp32, tmp_path):
     threaded = JinaV4.from_pretrained(FIXTURE, dtype="float32", preprocess_workers=3, max_batch_tokens=600)
     images = _images() * 3
@@ -129,3 +140,22 @@ def test_compiled_towers_give_the_same_results(tiny_varlen_fp32):
     compiled = JinaV4.from_pretrained(FIXTURE, dtype="float32", attn_implementation="varlen", compile=True)
     for a, b in zip(_encode(tiny_varlen_fp32), _encode(compiled), strict=True):
         assert _max_difference(a, b) < 1e-5
+
+
+def test_compiled_towers_switch_tasks_without_stale_graphs(tiny_varlen_fp32):
+    compiled = JinaV4.from_pretrained(FIXTURE, dtype="float32", attn_implementation="varlen", compile=True)
+    for task in ("retrieval", "code", "retrieval"):
+        expected = tiny_varlen_fp32.encode_texts(TEXTS, task=task, prompt_name="passage").dense
+        assert np.abs(compiled.encode_texts(TEXTS, task=task, prompt_name="passage").dense - expected).max() < 1e-5
+    assert not any(p.requires_grad for p in compiled.network.parameters())
+
+
+def test_padding_the_vision_mlp_to_aligned_widths_changes_nothing():
+    model = JinaV4.from_pretrained(FIXTURE, dtype="float32", attn_implementation="varlen")
+    before = model.encode_images(_images(), multivector=True)
+    width = model.network.model.visual.blocks[0].mlp.gate_proj.out_features
+    for block in model.network.model.visual.blocks:
+        pad_intermediate(block.mlp, multiple=width + 24)
+    mlp = model.network.model.visual.blocks[0].mlp
+    assert mlp.gate_proj.weight.shape[0] == mlp.up_proj.bias.shape[0] == mlp.down_proj.weight.shape[1] == width + 24
+    assert _max_difference(before, model.encode_images(_images(), multivector=True)) < 1e-6

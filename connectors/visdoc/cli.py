@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .checkpoint import DEFAULT_MODEL, MODEL_ENV
 from .errors import VisdocError
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--device", default=None)
     server.add_argument("--dtype", default=None)
+    _speed_options(server)
     server.add_argument("--max-items", type=int, default=512, help="inputs per request")
     server.add_argument("--max-body-mb", type=int, default=64, help="request body size")
     server.add_argument("--max-text-chars", type=int, default=100_000, help="characters per text")
@@ -212,6 +214,24 @@ def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAUL
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+    _speed_options(parser)
+
+
+def _speed_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--merge-adapters", action="store_true",
+                        help="fold the task adapter into the weights: faster, bf16 cosine moves by ~1e-4")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model's blocks: much faster on GPU, after a ~20 s warm-up")  # fmt: skip
+
+
+def _speed_note(args: argparse.Namespace) -> str:
+    chosen = [text for flag, text in ((args.merge_adapters, "merged adapters"), (args.compile, "compiled")) if flag]
+    return f" ({', '.join(chosen)})" if chosen else ""
+
+
+def _loading(args: argparse.Namespace) -> dict[str, Any]:
+    """``JinaV4.from_pretrained`` keywords chosen on the command line."""
+    return {"device": args.device, "dtype": args.dtype, "compile": args.compile, "merge_adapters": args.merge_adapters}
 
 
 def _similarity(args: argparse.Namespace) -> int:
@@ -237,8 +257,8 @@ def _load_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4 o
 
     if args.embedding_url:
         return JinaV4.remote(args.embedding_url, api_key=args.embedding_api_key)
-    print(f"loading {name} ...", file=sys.stderr)
-    return JinaV4.from_pretrained(name, device=args.device, dtype=args.dtype)
+    print(f"loading {name}{_speed_note(args)} ...", file=sys.stderr)
+    return JinaV4.from_pretrained(name, **_loading(args))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -253,8 +273,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue_items=args.max_queue,
         allow_image_urls=args.allow_image_urls,
     )
-    print(f"loading {args.model} ...", file=sys.stderr)
-    model = JinaV4.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    print(f"loading {args.model}{_speed_note(args)} ...", file=sys.stderr)
+    model = JinaV4.from_pretrained(args.model, **_loading(args))
     auth = "bearer token required" if args.api_key else "no authentication"
     print(f"serving {model.name} on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
     ui = None if args.no_ui else _ui_settings(args)
@@ -305,7 +325,7 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
         raise VisdocError(f"--ray embeds with model replicas in Ray actors: unset --embedding-url/${EMBEDDING_URL_ENV}")
     options = {"actors": args.actors, "gpus_per_actor": args.gpus_per_actor, "cpus_per_actor": args.cpus_per_actor,
                "batch_size": args.batch_size, "max_pixels": args.max_pixels, "dtype": args.dtype,
-               "address": args.address}  # fmt: skip
+               "compile": args.compile, "merge_adapters": args.merge_adapters, "address": args.address}  # fmt: skip
     checkpoint = read_config(args.model)  # config and tokenizer only: the actors fetch and load the weights
     spec = _collection_spec(args, checkpoint.matryoshka_dims, str(args.model))
     with _open_store(args, spec, **_server_options(args)) as store:

@@ -72,6 +72,8 @@ class RayIngestor:
     this machine belongs to; default: ``$RAY_ADDRESS`` or a new local instance) and
     disconnects at the end; ``init_options`` go to ``ray.init`` for a new local instance.
     ``checkpoint`` saves reading the model's configuration again when the caller has it.
+    ``dtype``, ``compile`` and ``merge_adapters`` are how each actor loads its model
+    (:meth:`JinaV4.from_pretrained`).
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class RayIngestor:
         chunk_tokens: int = 512,
         chunk_overlap: int = 64,
         dtype: str | None = None,
+        compile: bool = False,
+        merge_adapters: bool = False,
         address: str | None = None,
         remote_writes: bool | None = None,
         writers: int | None = None,
@@ -113,7 +117,7 @@ class RayIngestor:
         self.max_pixels = max_pixels
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
-        self.dtype = dtype
+        self.loading = {"dtype": dtype, "compile": compile, "merge_adapters": merge_adapters}
         self.address = address
         self.client_options = _client_options(store)
         if remote_writes and self.client_options is None:
@@ -179,7 +183,7 @@ class RayIngestor:
             "spec": self.store.spec,
             "max_pixels": self.max_pixels,
             "device": "cuda" if gpus > 0 else "cpu",
-            "dtype": self.dtype,
+            "loading": self.loading,
             "threads": max(1, int(cpus)),
         }
         resources = {"num_cpus": cpus} | ({"num_gpus": gpus} if gpus > 0 else {})
@@ -281,7 +285,7 @@ class _Embedder:
         spec: CollectionSpec,
         max_pixels: int | None,
         device: str,
-        dtype: str | None,
+        loading: dict[str, Any],
         threads: int,
     ) -> None:
         import torch
@@ -290,7 +294,7 @@ class _Embedder:
 
         if device == "cpu":
             torch.set_num_threads(threads)  # the cores Ray reserved for this actor, not the machine's
-        self.model = JinaV4.from_pretrained(model, device=device, dtype=dtype)
+        self.model = JinaV4.from_pretrained(model, device=device, **loading)
         self.model.name = name  # as the driver was given it, whatever path this node loads from
         self.spec = spec
         self.max_pixels = max_pixels
