@@ -55,7 +55,7 @@ TOKENIZER = ROOT / "tests" / "data" / "jina-v4-tiny"
 SMALL_SPEC = TinySpec(hidden_size=256, layers=2, heads=4, kv_heads=2, intermediate_size=512, mrope_section=(8, 12, 12),
                       vision_depth=2, vision_fullatt_blocks=(1,), vision_hidden=128, vision_heads=4,
                       vision_intermediate=256, matryoshka_dims=(128, 256), vocab_size=151936)  # fmt: skip
-PATHS = ("naive", "visdoc", "visdoc inline-prep", "visdoc+merged", "visdoc+compiled", "visdoc+merged+compiled")
+PATHS = ("naive", "visdoc", "visdoc+merged", "visdoc+compiled", "visdoc+merged+compiled", "visdoc inline-prep")
 WORDS = "invoice receipt revenue quarter chart table figure page scanned total growth report margin".split()
 
 
