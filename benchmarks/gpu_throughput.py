@@ -67,6 +67,15 @@ def _stop(signum, frame) -> None:  # noqa: ANN001
     raise CutShort(f"signal {signum}")
 
 
+def random_model(device: torch.device | str, *, small: bool = False, **options: object) -> JinaV4:
+    """jina-embeddings-v4's full shape (``SMALL_SPEC`` with ``small``) with random bf16 weights
+    made on ``device``; ``options`` go to :meth:`JinaV4.from_pretrained`."""
+    spec = dataclasses.replace(SMALL_SPEC if small else FULL_SPEC, tokenizer_from=TOKENIZER)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_checkpoint(Path(tmp) / "full", spec, weights=False)
+        return JinaV4.from_pretrained(folder, device=device, dtype="bfloat16", random_weights=True, **options)
+
+
 def letter_pages(n: int, seed: int = 0) -> list[Image.Image]:
     """``n`` Letter-sized pages (encode_cpu's drawings): 32 distinct ones, repeated, since drawing
     is not what is measured."""
@@ -222,12 +231,9 @@ def run(args: argparse.Namespace, began: float, results: list[Result], notes: li
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}; torch {torch.__version__}", flush=True)
-    spec = dataclasses.replace(SMALL_SPEC if args.small else FULL_SPEC, tokenizer_from=TOKENIZER)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = build_checkpoint(Path(tmp) / "full", spec, weights=False)
-        t0 = time.perf_counter()
-        model = JinaV4.from_pretrained(folder, device=device, dtype="bfloat16", random_weights=True)
-        config = model.checkpoint.config
+    t0 = time.perf_counter()
+    model = random_model(device, small=args.small)
+    config = model.checkpoint.config
     params = sum(p.numel() for p in model.network.parameters())
     print(f"model: {params / 1e9:.2f}B parameters (adapters included), built in {time.perf_counter() - t0:.1f} s; "
           f"attention {model.network.model.config._attn_implementation}, packed={model.packed}, "

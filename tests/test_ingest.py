@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pymupdf
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURE
-from visdoc.ingest import Ingestor
+from visdoc.ingest import Ingestor, default_batch_size
 from visdoc.sources import chunk_spans, discover
 from visdoc.store import CollectionSpec, PageFilter, open_store
 
@@ -228,3 +229,11 @@ def test_the_same_file_at_two_paths_is_stored_once_and_survives_a_change_of_one_
     ingest(tiny_fp32, store, folder)
     documents = {r.payload["document_id"] for r in store.iter_records()}
     assert len(documents) == 2 and store.count() == 2 + 3
+
+
+def test_ingestion_steps_fill_several_forward_passes_where_batches_are_prepared_ahead(tiny_fp32):
+    assert default_batch_size(tiny_fp32) == 8  # CPU: one forward pass of 8,192 tokens
+    assert Ingestor(tiny_fp32, None, workers=0).batch_size == 8  # type: ignore[arg-type]
+    gpu = SimpleNamespace(max_batch_tokens=32768, preprocess_workers=8)
+    assert default_batch_size(gpu) == 128  # four passes: preparing the later ones overlaps the GPU
+    assert default_batch_size(object()) == 8  # a remote model

@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--shard-number", type=int, default=None, help="server only: shards of a new collection")
     ingest.add_argument("--replication-factor", type=int, default=None, help="server only: replicas per shard")
     ingest.add_argument("--write-consistency-factor", type=int, default=None, help="server only")
-    ingest.add_argument("--batch-size", type=int, default=8, help="pages embedded and stored per step")
+    ingest.add_argument("--batch-size", type=int, default=None,
+                        help="pages embedded and stored per step (default: 8 on CPU, 128 on GPU)")  # fmt: skip
     ingest.add_argument("--workers", type=int, default=None, help="PDF render processes (default: cores - 1)")
     ingest.add_argument("--max-pixels", type=int, default=None, help="lower pixel budget per page")
     cluster = ingest.add_argument_group("distributed ingestion on Ray (extra visdoc[ray]; see docs/scaling.md)")

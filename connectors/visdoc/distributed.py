@@ -61,7 +61,8 @@ class RayIngestor:
     the same absolute path everywhere (a shared file system). ``actors`` model replicas embed in
     parallel, each with ``gpus_per_actor`` GPUs (default: 1 when the cluster has GPUs, else 0:
     CPU actors) and ``cpus_per_actor`` cores (default: 1 for GPU actors; CPU actors share the
-    cluster's cores but one, which is left to reading and rendering).
+    cluster's cores but one, which is left to reading and rendering). Each actor call embeds
+    ``batch_size`` pages or chunks (default: 128 on GPU actors, 8 on CPU ones).
 
     Writes go through ``store``'s ``upsert`` (which splits server uploads by size). For an
     embedded store they happen in this process, the only one that may open it; for a store on a
@@ -84,7 +85,7 @@ class RayIngestor:
         actors: int = 2,
         gpus_per_actor: float | None = None,
         cpus_per_actor: float | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         max_pixels: int | None = None,
         chunk_tokens: int = 512,
         chunk_overlap: int = 64,
@@ -103,7 +104,7 @@ class RayIngestor:
 
         if importlib.util.find_spec("ray") is None:
             raise VisdocError("distributed ingestion needs Ray: pip install 'visdoc[ray]'")
-        if actors < 1 or batch_size < 1:
+        if actors < 1 or (batch_size is not None and batch_size < 1):
             raise ValueError("actors and batch_size must be at least 1")
         self.name = str(model)  # the payload's "model", as Ingestor writes it (JinaV4.name)
         local = Path(model).expanduser()
@@ -177,6 +178,7 @@ class RayIngestor:
         from tqdm.auto import tqdm
 
         gpus, cpus = _actor_resources(self.actors, self.gpus_per_actor, self.cpus_per_actor)
+        batch_size = self.batch_size or (128 if gpus > 0 else 8)  # Ingestor's defaults on the actors' device
         embedder = {
             "model": self._load_from,
             "name": self.name,
@@ -194,7 +196,7 @@ class RayIngestor:
             .map_batches(
                 _Embedder,
                 fn_constructor_kwargs=embedder,
-                batch_size=self.batch_size,
+                batch_size=batch_size,
                 compute=ray.data.ActorPoolStrategy(size=self.actors),
                 batch_format="numpy",
                 **resources,
@@ -204,7 +206,7 @@ class RayIngestor:
             points = points.map_batches(
                 _Writer,
                 fn_constructor_kwargs={"collection": self.store.name, "client_options": self.client_options},
-                batch_size=self.batch_size,
+                batch_size=batch_size,
                 compute=ray.data.ActorPoolStrategy(size=self.writers),
                 batch_format="numpy",
                 num_cpus=0,  # waiting on the server; reserved cores would starve rendering

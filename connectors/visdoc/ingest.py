@@ -3,7 +3,8 @@
 Each file is hashed; its pages get point ids from (content hash, page), so a second run stores
 only what is missing (nothing for unchanged files, the rest of an interrupted run), and a
 changed file replaces the pages of its previous version. PDF pages render in worker processes
-while the model encodes the previous batch. Bad files and pages are reported and skipped.
+ahead of the model, and each batch is written to the store while the model encodes the next one.
+Bad files and pages are reported and skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,7 +90,12 @@ class _Unit:
 
 
 class Ingestor:
-    """Embeds files with a :class:`~visdoc.JinaV4` and stores them in a :class:`~visdoc.store.Store`."""
+    """Embeds files with a :class:`~visdoc.JinaV4` and stores them in a :class:`~visdoc.store.Store`.
+
+    ``workers`` processes render PDF pages (default: the cores but one, at most 4); ``batch_size``
+    pages or chunks are embedded and stored per step (default: 8 on CPU, 128 on GPU; see
+    :func:`default_batch_size`).
+    """
 
     def __init__(
         self,
@@ -97,7 +103,7 @@ class Ingestor:
         store: Store,
         *,
         workers: int | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         max_pixels: int | None = None,
         chunk_tokens: int = 512,
         chunk_overlap: int = 64,
@@ -105,7 +111,7 @@ class Ingestor:
         self.model = model
         self.store = store
         self.workers = default_workers() if workers is None else workers
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(model)
         self.max_pixels = max_pixels
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
@@ -122,10 +128,18 @@ class Ingestor:
         identified = _reported_all(report, (self._identify(file) for file in files))
         todo = plan_documents(self.store, identified, report)
         total = sum(len(doc.missing) for doc in todo)
-        with tqdm(total=total, unit="page", disable=not show_progress, desc="ingest") as bar:
+        bar = tqdm(total=total, unit="page", disable=not show_progress, desc="ingest")
+        with bar, ThreadPoolExecutor(1, thread_name_prefix="visdoc-upsert") as writer:
+            writing: Future[int] | None = None  # the previous batch's upsert, overlapping this encode
             for batch in _batches(self._units(todo, report), self.batch_size):
-                report.pages_stored += self._store(batch, report)
+                points, problems = embed_units(self.model, self.store.spec, batch, self.max_pixels)
+                report.problems += problems
+                if writing is not None:
+                    report.pages_stored += writing.result()
+                writing = writer.submit(self._upsert, points)
                 bar.update(len(batch))
+            if writing is not None:
+                report.pages_stored += writing.result()
         if report.pages_stored:
             self.store.optimize()
         report.documents_stored = len(todo)
@@ -177,10 +191,7 @@ class Ingestor:
 
     # -- encoding and storing ----------------------------------------------------------------
 
-    def _store(self, units: list[_Unit], report: IngestReport) -> int:
-        """Encode a batch (one forward pass for both vectors) and upsert it; returns pages stored."""
-        points, problems = embed_units(self.model, self.store.spec, units, self.max_pixels)
-        report.problems += problems
+    def _upsert(self, points: list[PagePoint]) -> int:
         self.store.upsert(points)
         return len(points)
 
@@ -354,6 +365,14 @@ def _reported_all(report: IngestReport, items: Iterable[Any]) -> Iterator[Any]:
             report.problems.append(item)
         else:
             yield item
+
+
+def default_batch_size(model: Any) -> int:
+    """Pages or chunks per ingestion step (a page is ~800 tokens): about one forward pass of the
+    model's token budget on CPU (8), four where batches are prepared ahead of the model (128 on
+    CUDA, so that preparing each step's later passes overlaps the GPU), and 8 for a remote model."""
+    passes = 4 if getattr(model, "preprocess_workers", 0) else 1
+    return max(8, passes * getattr(model, "max_batch_tokens", 0) // 1024)
 
 
 def default_workers() -> int:
