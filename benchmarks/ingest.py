@@ -1,6 +1,7 @@
 """Ingestion throughput per stage on a 200-page PDF, then the whole pipeline, in one run.
 
-Stages, each timed alone on one core (torch and the engine limited to one thread):
+Stages, each timed alone; render, preprocess and store on one core (torch limited to one thread),
+encode with all of torch's threads, as the pipeline runs it:
 
 * render: PyMuPDF renders a page at the model's pixel budget and extracts its text;
 * preprocess: resize check, normalise and patchify (what ``encode_images`` does before the model);
@@ -101,6 +102,7 @@ def main() -> None:
             model.preprocessor.patches(load_rgb(image, i), model.preprocessor.grid(*image.size))
         t_pre = time.perf_counter() - start
 
+        torch.set_num_threads(threads)
         model.encode_images(images[:16], multivector=True)  # warm-up (and compilation, with --compile)
         synchronize(model.device)
         start = time.perf_counter()
@@ -112,6 +114,7 @@ def main() -> None:
             points = [PagePoint(point_id("bench", i), result.dense[i], result.multivector[i],
                                 {"document_id": "bench", "page": i, "text": rendered[i].text})
                       for i in numbers]  # fmt: skip
+            torch.set_num_threads(1)
             start = time.perf_counter()
             for i in range(0, len(points), 8):
                 store.upsert(points[i : i + 8])

@@ -220,7 +220,8 @@ def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAUL
 
 def _speed_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge-adapters", action="store_true",
-                        help="fold the task adapter into the weights: faster, bf16 cosine moves by ~1e-4")  # fmt: skip
+                        help="fold the task adapter into the weights: faster for one task per process (switching "
+                             "task rebuilds the weights); bf16 cosine moves by ~1e-4")  # fmt: skip
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model's blocks: much faster on GPU, after a ~20 s warm-up")  # fmt: skip
 
@@ -257,6 +258,8 @@ def _load_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4 o
     from .model import JinaV4
 
     if args.embedding_url:
+        if _speed_note(args):
+            print("note: --merge-adapters/--compile apply to a local model, not to --embedding-url", file=sys.stderr)
         return JinaV4.remote(args.embedding_url, api_key=args.embedding_api_key)
     print(f"loading {name}{_speed_note(args)} ...", file=sys.stderr)
     return JinaV4.from_pretrained(name, **_loading(args))

@@ -57,13 +57,15 @@ class Network(nn.Module):
 
     @torch.no_grad()
     def stop_merging(self) -> None:
-        """Put the original weights back and run the adapters unmerged again."""
+        """Put the original weights back and run the adapters unmerged again. Call it while no
+        other thread encodes with this network."""
         for name, layer in self._lora_layers():
             if name in self._original_weights:
                 weight = layer.base_layer.weight
                 weight.copy_(self._original_weights[name].to(weight.device, non_blocking=True))
             layer.merged_adapters = []
         self.merge_adapters = False
+        self._original_weights.clear()  # ~5.6 GB of pinned host memory for the full model
 
     def compile_towers(self) -> None:
         """Compile each repeated block of both towers with ``torch.compile`` (regional compilation:

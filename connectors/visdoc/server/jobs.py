@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 UPLOAD_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 KEEP_JOBS = 200
+UPLOAD_STEP = 8  # pages per ingestion step: progress moves and a shutdown stops within a few seconds
 
 
 @dataclass
@@ -178,7 +179,7 @@ class Jobs:
 
         store = self.library.store(job.collection, create=True)
         job.state, job.total = "embedding", _page_count(Path(job.path))
-        ingestor = Ingestor(self.library.model, _Progress(store, job, self._stop),
+        ingestor = Ingestor(self.library.model, _Progress(store, job, self._stop), batch_size=UPLOAD_STEP,
                             workers=max(1, self.settings.ingest_workers))  # fmt: skip
         report = ingestor.ingest([job.path])
         job.pages_stored = report.pages_stored
