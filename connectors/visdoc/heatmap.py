@@ -37,12 +37,11 @@ class ImageGrid:
     def from_payload(cls, value: Any) -> ImageGrid | None:
         """The grid stored in a payload, or None when it is missing or inconsistent."""
         try:
-            grid = cls(int(value["rows"]), int(value["cols"]), int(value["start"]), int(value["tokens"]))
-            consistent = int(value.get("end", grid.end)) == grid.end
+            rows, cols, start, tokens = (int(value[key]) for key in ("rows", "cols", "start", "tokens"))
+            end = int(value.get("end", start + rows * cols))
         except (TypeError, KeyError, ValueError):
             return None
-        valid = consistent and grid.rows > 0 and grid.cols > 0 and 0 <= grid.start and grid.end <= grid.tokens
-        return grid if valid else None
+        return image_grid((rows, cols), (start, end), tokens)
 
 
 def image_grid(grid: tuple[int, int] | None, span: tuple[int, int] | None, n_tokens: int) -> ImageGrid | None:

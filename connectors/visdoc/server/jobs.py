@@ -19,12 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..ingest import DOCUMENT_ID_CHARS
+from ..sources import EXTENSIONS
 from .library import Library, UIError, check_collection_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-UPLOAD_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+UPLOAD_SUFFIXES = tuple(suffix for suffix, kind in EXTENSIONS.items() if kind != "text")  # pages, not texts
 KEEP_JOBS = 200
 UPLOAD_STEP = 8  # pages per ingestion step: progress moves and a shutdown stops within a few seconds
 
@@ -137,7 +139,7 @@ class Jobs:
                     f.write(chunk)
             if size == 0:
                 raise UIError(400, "the file is empty")
-            path = self._place(partial, sha.hexdigest()[:32], name)
+            path = self._place(partial, sha.hexdigest()[:DOCUMENT_ID_CHARS], name)
         finally:
             partial.unlink(missing_ok=True)
         return Job(uuid.uuid4().hex, collection, name, path=str(path))

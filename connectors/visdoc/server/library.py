@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..ingest import DOCUMENT_ID_CHARS
 from ..sources import file_sha256
+from ..store.edge import SPEC_FILE
 
 if TYPE_CHECKING:
     from ..model import JinaV4
     from ..store import QueryVectors, Store
 
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-DOCUMENT_ID = re.compile(r"[0-9a-f]{32}")
+DOCUMENT_ID = re.compile(f"[0-9a-f]{{{DOCUMENT_ID_CHARS}}}")
 IMAGE_SIZES = {"thumb": 96_000, "page": None}  # pixel budget; None: the model's own (the heatmap's grid)
 DOCUMENTS_TTL_S = 30.0
 MAX_DOCUMENTS = 1000  # the documents list stops at this many documents ...
@@ -67,9 +69,9 @@ class UISettings:
     preload: bool = False  # open ``collection`` before serving (1,000 embedded pages take ~0.4 s to open)
 
     def resolved_data_dir(self) -> Path:
-        from ..store import DATA_DIR_ENV, DEFAULT_DATA_DIR
+        from ..store import data_dir_path
 
-        return Path(self.data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).absolute()
+        return data_dir_path(self.data_dir).absolute()
 
     def resolved_work_dir(self) -> Path:
         return Path(self.work_dir).absolute() if self.work_dir else self.resolved_data_dir() / UI_DIR
@@ -133,7 +135,7 @@ class Library:
             root = self.settings.resolved_data_dir()
             folders = sorted(root.iterdir()) if root.is_dir() else []
             for folder in folders:
-                spec_file = folder / "visdoc.json"
+                spec_file = folder / SPEC_FILE
                 if COLLECTION_NAME.fullmatch(folder.name) and spec_file.is_file():
                     try:
                         spec = json.loads(spec_file.read_text())
@@ -240,8 +242,6 @@ class Library:
         return [self._result(name, hit.id, hit.score, hit.payload, query) for hit in hits]
 
     def _result(self, name: str, point_id: str, score: float, p: dict[str, Any], query: str) -> dict[str, Any]:
-        from ..heatmap import GRID_FIELD
-
         kind = p.get("kind", "page_image")
         doc_id = str(p.get("document_id", ""))
         file_name = str(p.get("file_name", ""))
@@ -266,7 +266,6 @@ class Library:
             "thumb_url": f"{base}/image?size=thumb" if kind == "page_image" and is_file else None,
             "image_url": f"{base}/image?size=page" if kind == "page_image" and is_file else None,
             "heatmap_url": f"{base}/heatmap" if kind == "page_image" and is_file else None,
-            "has_grid": GRID_FIELD in p,
             "file_url": file_url,
         }
 

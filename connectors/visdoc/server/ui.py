@@ -262,14 +262,14 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
 
 def create_ui_app(model: JinaV4, settings: UISettings, *, api_key: str | None = None) -> FastAPI:
     """The search page alone (``visdoc ui``): no embedding endpoints."""
-    holder: dict[str, UI] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
+        ui: UI = app.state.search_page
         if settings.preload:
-            await asyncio.to_thread(holder["ui"].library.preload)
+            await asyncio.to_thread(ui.library.preload)
         yield
-        await asyncio.to_thread(holder["ui"].close)
+        await asyncio.to_thread(ui.close)
 
     app = FastAPI(title="visdoc search page", lifespan=lifespan)
 
@@ -277,5 +277,5 @@ def create_ui_app(model: JinaV4, settings: UISettings, *, api_key: str | None = 
     def health() -> dict[str, str]:
         return {"status": "ok", "model": model.name}
 
-    holder["ui"] = install_ui(app, model, settings, api_key=api_key)
+    install_ui(app, model, settings, api_key=api_key)
     return app

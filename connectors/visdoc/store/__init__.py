@@ -64,4 +64,9 @@ def open_store(
         raise TypeError(f"options {sorted(server_options)} need a Qdrant server (url=...)")
     from .edge import EdgeStore
 
-    return EdgeStore(Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR), collection, spec)
+    return EdgeStore(data_dir_path(data_dir), collection, spec)
+
+
+def data_dir_path(data_dir: str | os.PathLike | None = None) -> Path:
+    """The embedded store's folder: ``data_dir``, else ``$VISDOC_DATA_DIR``, else ``./visdoc_data``."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
