@@ -68,7 +68,7 @@ def _stop(signum, frame) -> None:  # noqa: ANN001
     raise CutShort(f"signal {signum}")
 
 
-def random_model(device: torch.device | str, *, small: bool = False, **options: object) -> JinaV4:
+def random_model(device: torch.device | str | None, *, small: bool = False, **options: object) -> JinaV4:
     """jina-embeddings-v4's full shape (``SMALL_SPEC`` with ``small``) with random bf16 weights
     made on ``device``; ``options`` go to :meth:`JinaV4.from_pretrained`."""
     spec = dataclasses.replace(SMALL_SPEC if small else FULL_SPEC, tokenizer_from=TOKENIZER)

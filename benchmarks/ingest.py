@@ -60,10 +60,6 @@ def make_pdf(path: Path, pages: int) -> Path:
     return path
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds else float("inf")
 
@@ -78,12 +74,11 @@ def main() -> None:
     args = parser.parse_args()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    device = args.device or default_device()
     options = {"merge_adapters": args.merge_adapters, "compile": args.compile}
     if args.full:
-        model = random_model(device, **options)
+        model = random_model(args.device, **options)
     else:
-        model = JinaV4.from_pretrained(FIXTURE, device=device, **options)
+        model = JinaV4.from_pretrained(FIXTURE, device=args.device, **options)
     label = "full random model" if args.full else "tiny model"
     pixels = model.checkpoint.pixels
     budget = (pixels.factor, pixels.min_pixels, pixels.max_pixels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .checkpoint import DEFAULT_MODEL, MODEL_ENV
@@ -261,12 +261,17 @@ def _load_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4 o
         if _speed_note(args):
             print("note: --merge-adapters/--compile apply to a local model, not to --embedding-url", file=sys.stderr)
         return JinaV4.remote(args.embedding_url, api_key=args.embedding_api_key)
+    return _local_model(args, name)
+
+
+def _local_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4
+    from .model import JinaV4
+
     print(f"loading {name}{_speed_note(args)} ...", file=sys.stderr)
     return JinaV4.from_pretrained(name, **_loading(args))
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .model import JinaV4
     from .server import Limits, serve
 
     limits = Limits(
@@ -277,8 +282,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue_items=args.max_queue,
         allow_image_urls=args.allow_image_urls,
     )
-    print(f"loading {args.model}{_speed_note(args)} ...", file=sys.stderr)
-    model = JinaV4.from_pretrained(args.model, **_loading(args))
+    model = _local_model(args, args.model)
     auth = "bearer token required" if args.api_key else "no authentication"
     print(f"serving {model.name} on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
     ui = None if args.no_ui else _ui_settings(args)
@@ -313,12 +317,9 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.ray:
         return _ingest_on_ray(args)
     model = _load_model(args, args.model)
-    with _open_store(args, _collection_spec(args, model.dims, model.name), **_server_options(args)) as store:
-        ingestor = Ingestor(model, store, workers=args.workers, batch_size=args.batch_size, max_pixels=args.max_pixels)
-        report = ingestor.ingest(args.paths, show_progress=True)
-        print(report.summary())
-        print(f"collection {args.collection!r}: {store.count()} points")
-    return 1 if report.problems else 0
+    spec = _collection_spec(args, model.dims, model.name)
+    options = {"workers": args.workers, "batch_size": args.batch_size, "max_pixels": args.max_pixels}
+    return _store_ingestion(args, spec, lambda store: Ingestor(model, store, **options))
 
 
 def _ingest_on_ray(args: argparse.Namespace) -> int:
@@ -332,8 +333,13 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
                "compile": args.compile, "merge_adapters": args.merge_adapters, "address": args.address}  # fmt: skip
     checkpoint = read_config(args.model)  # config and tokenizer only: the actors fetch and load the weights
     spec = _collection_spec(args, checkpoint.matryoshka_dims, str(args.model))
+    return _store_ingestion(args, spec, lambda store: RayIngestor(args.model, store, checkpoint=checkpoint, **options))
+
+
+def _store_ingestion(args: argparse.Namespace, spec, ingestor: Callable[[Any], Any]) -> int:  # noqa: ANN001
+    """Open the collection, run ``ingestor(store).ingest`` over the paths, and report."""
     with _open_store(args, spec, **_server_options(args)) as store:
-        report = RayIngestor(args.model, store, checkpoint=checkpoint, **options).ingest(args.paths, show_progress=True)
+        report = ingestor(store).ingest(args.paths, show_progress=True)
         print(report.summary())
         print(f"collection {args.collection!r}: {store.count()} points")
     return 1 if report.problems else 0

@@ -138,12 +138,12 @@ class Ingestor:
                     writing = None
                 points, problems = embed_units(self.model, self.store.spec, batch, self.max_pixels)
                 report.problems += problems
-                if writing is not None:
-                    report.pages_stored += writing.result()
-                writing = writer.submit(self._upsert, points)
-                if not overlap:
-                    report.pages_stored += writing.result()
-                    writing = None
+                if overlap:
+                    if writing is not None:
+                        report.pages_stored += writing.result()
+                    writing = writer.submit(self._upsert, points)
+                else:
+                    report.pages_stored += self._upsert(points)
                 bar.update(len(batch))
             if writing is not None:
                 report.pages_stored += writing.result()
