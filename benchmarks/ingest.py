@@ -14,13 +14,21 @@ The last line runs ``Ingestor`` end to end with its defaults (render worker proc
 the model, each batch stored while the next one encodes); "vs encode" is its rate over the
 encode stage's, i.e. how close the pipeline comes to keeping the model busy.
 
-    python benchmarks/ingest.py [--pages 200]
+``--simulate RATE ...`` then runs ``Ingestor`` end to end against a stand-in accelerator that
+encodes RATE pages/s: each forward pass sleeps for its pages' share of a second (the host's cores
+and the GIL stay free, as while a GPU computes) and returns vectors of the real shapes. The model
+is set up as on CUDA (image workers ahead of the device, 32k-token passes, 128-page steps, writes
+overlapping encoding), so "device busy" is the fraction of the run the device had work: what the
+host side of the pipeline can feed, measured on a machine without a GPU.
+
+    python benchmarks/ingest.py [--pages 200] [--simulate 20 40 55]
     python benchmarks/ingest.py --full --pages 800 [--merge-adapters] [--compile]   # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +41,7 @@ from gpu_throughput import random_model, synchronize  # benchmarks/ is on sys.pa
 from visdoc import JinaV4
 from visdoc.images import load_rgb
 from visdoc.ingest import Ingestor, default_workers
+from visdoc.model import GPU_BATCH_TOKENS
 from visdoc.sources import render_pages
 from visdoc.store import CollectionSpec, PagePoint, open_store, point_id
 
@@ -64,6 +73,31 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds else float("inf")
 
 
+def simulated_accelerator(pages_per_s: float) -> tuple[JinaV4, list[tuple[float, float]]]:
+    """The tiny model set up as on CUDA (packed batches, image workers ahead of the device, 32k-token
+    passes; writes overlap encoding), its forward pass replaced by a stand-in device that takes
+    ``1 / pages_per_s`` s per page without holding the GIL; returns it and the list that gets each
+    pass's (start, end)."""
+    workers = min(8, os.cpu_count() or 1)
+    model = JinaV4.from_pretrained(FIXTURE, device="cpu", attn_implementation="varlen",
+                                   max_batch_tokens=GPU_BATCH_TOKENS, preprocess_workers=workers)  # fmt: skip
+    passes: list[tuple[float, float]] = []
+    rng = np.random.default_rng(0)
+    tokens = rng.standard_normal((8192, model.multivector_dim)).astype(np.float32)
+    tokens /= np.linalg.norm(tokens, axis=1, keepdims=True)
+
+    def forward(batch, *, dim: int, dense: bool, multivector: bool):  # noqa: ANN001, ANN202
+        start = time.perf_counter()
+        time.sleep(len(batch.indices) / pages_per_s)
+        passes.append((start, time.perf_counter()))
+        rows = np.repeat(tokens[:1, :dim] / np.linalg.norm(tokens[0, :dim]), len(batch.indices), axis=0)
+        return (rows if dense else None), ([tokens[:n] for n in batch.lengths] if multivector else None)
+
+    model._forward = forward  # type: ignore[method-assign]
+    model.device = torch.device("meta")  # not the host CPU, so Ingestor overlaps as on a GPU
+    return model, passes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=200)
@@ -71,6 +105,14 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: cuda if available")
     parser.add_argument("--merge-adapters", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--simulate",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="RATE",
+        help="also feed a stand-in accelerator of RATE pages/s (see above)",
+    )
     args = parser.parse_args()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -122,6 +164,14 @@ def main() -> None:
             report = Ingestor(model, store).ingest([pdf])
             t_e2e = time.perf_counter() - start
 
+        simulated = []
+        for pages_per_s in args.simulate:
+            stand_in, passes = simulated_accelerator(pages_per_s)
+            with open_store(f"simulated-{len(simulated)}", spec, data_dir=Path(tmp) / "data") as store:
+                start = time.perf_counter()
+                stored = Ingestor(stand_in, store).ingest([pdf]).pages_stored
+                simulated.append((pages_per_s, stored, time.perf_counter() - start, passes))
+
     tokens = int(np.mean([len(m) for m in result.multivector]))
     n = args.pages
     print(
@@ -137,6 +187,12 @@ def main() -> None:
     print(f"{'non-model, one core':<28} {rate(n, non_model):9.1f} {1000 * non_model / n:8.2f}   (target >= 50)")
     print(f"{'pipeline end to end':<28} {rate(report.pages_stored, t_e2e):9.1f} {1000 * t_e2e / n:8.2f}   "
           f"({t_encode / t_e2e:.2f}x the encode stage's rate; {report.pages_stored} pages stored)")  # fmt: skip
+    for pages_per_s, stored, seconds, passes in simulated:
+        busy = sum(end - start for start, end in passes)
+        span = passes[-1][1] - passes[0][0]
+        print(f"{f'pipeline, {pages_per_s:g} pages/s device':<28} {rate(stored, seconds):9.1f} "
+              f"{1000 * seconds / n:8.2f}   (device busy {busy / seconds:.0%} of the run, {busy / span:.0%} from "
+              f"its first pass to its last; {stored} pages stored)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -237,3 +237,50 @@ def test_ingestion_steps_fill_several_forward_passes_where_batches_are_prepared_
     gpu = SimpleNamespace(max_batch_tokens=32768, preprocess_workers=8)
     assert default_batch_size(gpu) == 128  # four passes: preparing the later ones overlaps the GPU
     assert default_batch_size(object()) == 8  # a remote model
+
+
+class OffHost:
+    """The tiny model seen as computing off this machine's CPU (a GPU or a server): Ingestor then
+    gathers the next step and writes the last one while the model encodes."""
+
+    device = SimpleNamespace(type="meta")
+
+    def __init__(self, model, fail_on_call: int | None = None) -> None:
+        self._model, self._fail_on_call, self.calls = model, fail_on_call, 0
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode_images(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self._fail_on_call:
+            raise RuntimeError("device lost")
+        return self._model.encode_images(*args, **kwargs)
+
+
+def test_overlapped_steps_store_the_same_points_as_the_inline_pipeline(tiny_fp32, tmp_path):
+    pdf = make_pdf(tmp_path / "doc.pdf", 7)
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    stored = []
+    for name, model in (("inline", tiny_fp32), ("overlapped", OffHost(tiny_fp32))):
+        with open_store("c", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / name) as store:
+            report = Ingestor(model, store, workers=1, batch_size=2).ingest([pdf, tmp_path / "broken.pdf", SAMPLES])
+            assert [p.path for p in report.problems] == [str(tmp_path / "broken.pdf")]
+            ids = sorted(r.id for r in store.iter_records())
+            stored.append((report.pages_stored, ids, store.retrieve(ids, with_vectors=True)))
+    (count_a, ids_a, records_a), (count_b, ids_b, records_b) = stored
+    assert count_a == count_b == len(ids_a) and ids_a == ids_b and len(ids_a) > 7
+    for a, b in zip(records_a, records_b, strict=True):
+        assert a.payload["page"] == b.payload["page"]
+        np.testing.assert_allclose(a.dense, b.dense, atol=1e-6)
+
+
+def test_an_encode_failure_mid_run_stops_the_overlapped_pipeline_and_keeps_earlier_steps(tiny_fp32, tmp_path):
+    pdf = make_pdf(tmp_path / "doc.pdf", 12)
+    model = OffHost(tiny_fp32, fail_on_call=3)
+    before = threading.active_count()
+    with open_store("c", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / "data") as store:
+        with pytest.raises(RuntimeError, match="device lost"):
+            Ingestor(model, store, workers=1, batch_size=2).ingest([pdf])
+        assert store.count() == 4  # the two steps encoded before the failure were written
+    assert threading.active_count() == before  # no reader or writer thread left behind

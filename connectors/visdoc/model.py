@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from .errors import ImageLoadError
 from .images import ImageInput, describe, image_size, load_rgb
 from .outputs import EncodeResult
 from .preprocess import ImageGrid, ImagePreprocessor
+from .readahead import read_ahead
 from .tokenization import PROMPT_PREFIXES, PromptTokenizer
 
 if TYPE_CHECKING:
@@ -98,21 +98,18 @@ class JinaV4:
         if preprocess_workers is None:
             preprocess_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
         self.preprocess_workers = preprocess_workers
-        self._pools: tuple[int, ThreadPoolExecutor | None, ThreadPoolExecutor | None] | None = None
+        self._pool: tuple[int, ThreadPoolExecutor | None] | None = None
 
-    def _executors(self) -> tuple[ThreadPoolExecutor | None, ThreadPoolExecutor | None]:
-        """``(prefetch thread, image workers)`` for ``preprocess_workers``, made once and reused
-        (threads exit with the process; a changed worker count replaces them)."""
+    def _image_workers(self) -> ThreadPoolExecutor | None:
+        """Threads that decode and patchify a batch's images (``preprocess_workers`` > 1), made once
+        and reused (threads exit with the process; a changed worker count replaces them)."""
         workers = self.preprocess_workers
-        if self._pools is None or self._pools[0] != workers:
-            if self._pools is not None:
-                for executor in self._pools[1:]:
-                    if executor is not None:
-                        executor.shutdown(wait=False)
-            ahead = ThreadPoolExecutor(1, thread_name_prefix="visdoc-prefetch") if workers > 0 else None
+        if self._pool is None or self._pool[0] != workers:
+            if self._pool is not None and self._pool[1] is not None:
+                self._pool[1].shutdown(wait=False)
             pool = ThreadPoolExecutor(workers, thread_name_prefix="visdoc-preprocess") if workers > 1 else None
-            self._pools = (workers, ahead, pool)
-        return self._pools[1], self._pools[2]
+            self._pool = (workers, pool)
+        return self._pool[1]
 
     @classmethod
     def from_pretrained(
@@ -313,7 +310,10 @@ class JinaV4:
         plan = plan_packed if self.packed and self._plan is plan_batches else self._plan
         batches = plan(lengths, self.max_batch_tokens, batch_size)
         progress = tqdm(total=n, unit="item", disable=not show_progress)
-        with progress as bar, self._lock, _Prefetcher(self, seqs, batches) as prepared, torch.inference_mode():
+        pool = self._image_workers()
+        ahead = PREFETCH_BATCHES if self.preprocess_workers > 0 else 0  # batches prepared while the device runs
+        inputs = read_ahead((self._prepare(seqs, b, pool) for b in batches), ahead, name="visdoc-prefetch")
+        with progress as bar, self._lock, closing(inputs) as prepared, torch.inference_mode():
             self.network.use_task(task)
             for batch in prepared:
                 d, mv = self._forward(batch, dim=dim, dense=dense, multivector=multivector)
@@ -326,7 +326,7 @@ class JinaV4:
         return EncodeResult(dense_out, mv_out)
 
     def _prepare(self, seqs: list[_Sequence], indices: list[int], pool: ThreadPoolExecutor | None) -> _Batch:
-        """Host-side inputs of one batch (token ids, decoded and patchified images, positions),
+        """Host-side inputs of one batch (token ids, decoded and patchified uint8 images, positions),
         in pinned memory on CUDA so the copy to the device overlaps with compute."""
         import torch
 
@@ -334,10 +334,12 @@ class JinaV4:
         lengths = [len(s.ids) for s in members]
         pixels = grid_thw = None
         if members[0].grid is not None:
-            jobs = [(s, i) for s, i in zip(members, indices, strict=True)]
-            patches = list(pool.map(self._patches, jobs)) if pool is not None else [self._patches(j) for j in jobs]
-            pixels = torch.cat(patches)
             grid_thw = torch.tensor([[s.grid.t, s.grid.h, s.grid.w] for s in members])  # type: ignore[union-attr]
+            pixels = self._pixel_buffer(int(grid_thw.prod(dim=1).sum()))
+            offsets = np.concatenate([[0], np.cumsum(grid_thw.prod(dim=1).numpy())])
+            jobs = [(s, i, pixels[a:b]) for s, i, a, b in zip(members, indices, offsets[:-1], offsets[1:], strict=True)]
+            for _ in pool.map(self._patches, jobs) if pool is not None else map(self._patches, jobs):
+                pass  # each job fills its slice; a worker's error is raised here
         if self.packed:
             ids = torch.tensor([t for s in members for t in s.ids]).view(1, -1)
             mask = None
@@ -360,10 +362,17 @@ class JinaV4:
             mask[row, : len(s.ids)] = 1
         return ids, mask
 
-    def _patches(self, job: tuple[_Sequence, int]) -> torch.Tensor:
-        s, index = job
+    def _pixel_buffer(self, patches: int) -> torch.Tensor:
+        """Room for a batch's uint8 patches, pinned on CUDA (the workers write straight into it)."""
+        import torch
+
+        p = self.checkpoint.pixels
+        return torch.empty((patches, 3, p.patch_size**2), dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+
+    def _patches(self, job: tuple[_Sequence, int, torch.Tensor]) -> None:
+        s, index, out = job
         assert s.image is not None and s.grid is not None
-        return self.preprocessor.patches(load_rgb(s.image, index), s.grid)
+        self.preprocessor.pixels(load_rgb(s.image, index), s.grid, out=out)
 
     def _packed_positions(
         self, members: list[_Sequence], lengths: list[int], grid_thw: torch.Tensor | None
@@ -396,7 +405,7 @@ class JinaV4:
         ids = batch.ids.to(dev, **copy)
         kwargs: dict[str, Any] = {}
         if batch.pixels is not None:
-            kwargs["pixel_values"] = batch.pixels.to(dev, **copy).to(self.dtype)
+            kwargs["pixel_values"] = self.preprocessor.normalize(batch.pixels.to(dev, **copy), self.dtype)
             kwargs["image_grid_thw"] = batch.grid_thw.to(dev, **copy)  # type: ignore[union-attr]
         if self.packed:
             kwargs["position_ids"] = batch.positions.to(dev, **copy)  # type: ignore[union-attr]
@@ -434,51 +443,12 @@ class _Batch:
     ids: torch.Tensor  # [items, longest] padded, or [1, tokens] packed
     mask: torch.Tensor | None  # padded only
     positions: torch.Tensor | None  # packed only: [4, 1, tokens]
-    pixels: torch.Tensor | None
+    pixels: torch.Tensor | None  # uint8 [patches, 3, patch * patch]
     grid_thw: torch.Tensor | None
 
     def pinned(self) -> _Batch:
         pin = {name: getattr(self, name) for name in ("ids", "mask", "positions", "pixels", "grid_thw")}
         return dataclasses.replace(self, **{k: v.pin_memory() for k, v in pin.items() if v is not None})
-
-
-class _Prefetcher:
-    """Prepares batches ahead of the model in a background thread (a bounded queue of
-    ``PREFETCH_BATCHES``), decoding each batch's images on ``model.preprocess_workers`` threads.
-    With no workers, batches are prepared in the calling thread, one at a time."""
-
-    def __init__(self, model: JinaV4, seqs: list[_Sequence], batches: list[list[int]]) -> None:
-        self.model, self.seqs, self.batches = model, seqs, batches
-        self.ahead, self.pool = model._executors()
-        self.pending: deque[Future[_Batch]] = deque()
-
-    def __enter__(self) -> Iterator[_Batch]:
-        return self._batches()
-
-    def _batches(self) -> Iterator[_Batch]:
-        prepare = self.model._prepare
-        if self.ahead is None:
-            for indices in self.batches:
-                yield prepare(self.seqs, indices, self.pool)
-            return
-        queue = self.pending
-        upcoming = iter(self.batches)
-        for indices in itertools.islice(upcoming, PREFETCH_BATCHES):
-            queue.append(self.ahead.submit(prepare, self.seqs, indices, self.pool))
-        while queue:
-            batch = queue.popleft().result()
-            for indices in itertools.islice(upcoming, 1):
-                queue.append(self.ahead.submit(prepare, self.seqs, indices, self.pool))
-            yield batch
-
-    def __exit__(self, *exc: object) -> None:
-        """Cancel what was prepared ahead (after an error) and wait for what already started."""
-        for future in self.pending:
-            future.cancel()
-        for future in self.pending:
-            if not future.cancelled():
-                future.exception()  # waits; the error, if any, was raised or is moot
-        self.pending.clear()
 
 
 def _mean_over_spans(hidden: torch.Tensor, batch: _Batch) -> torch.Tensor:

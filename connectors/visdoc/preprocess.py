@@ -69,23 +69,43 @@ class ImagePreprocessor:
         return ImageGrid(1, h // b.patch_size, w // b.patch_size)
 
     def patches(self, image: Image.Image, grid: ImageGrid) -> torch.Tensor:
-        """``[t*h*w, 3 * temporal * patch * patch]`` float32 patches of an RGB image."""
+        """``[t*h*w, 3 * temporal * patch * patch]`` float32 patches of an RGB image (the model's input)."""
+        return self.normalize(self.pixels(image, grid))
+
+    def pixels(self, image: Image.Image, grid: ImageGrid, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``[t*h*w, 3, patch * patch]`` uint8 patches of an RGB image resized to ``grid``, written
+        into ``out`` when given: what travels to the model's device, 8x smaller than its float
+        input (:meth:`normalize` finishes them there)."""
         import torch
         import torch.nn.functional as F
 
         b = self.budget
-        ps, ms, tp = b.patch_size, b.merge_size, b.temporal_patch_size
+        ps, ms = b.patch_size, b.merge_size
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)
         size = (grid.h * ps, grid.w * ps)
         if tuple(pixels.shape[-2:]) != size:
             pixels = F.interpolate(pixels, size=size, mode="bicubic", antialias=True, align_corners=False)
-        # patchify while still uint8 (4x less to move), then rescale and normalise in place:
-        # x * (scale / std) - mean / std, per channel; a patch row is laid out [C, temporal, p, p]
         channels = pixels.shape[1]
-        frame = pixels.reshape(grid.t, 1, channels, grid.h // ms, ms, ps, grid.w // ms, ms, ps)
-        frame = frame.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # [t, h/m, w/m, m, m, C, 1, p, p]
-        frames = frame.expand(*frame.shape[:6], tp, ps, ps)  # the still image repeated over time
-        patches = frames.reshape(grid.t * grid.h * grid.w, channels, tp * ps * ps).float()
-        gain = torch.tensor([b.rescale_factor / s for s in b.image_std]).view(1, channels, 1)
-        shift = torch.tensor([-m / s for m, s in zip(b.image_mean, b.image_std, strict=True)]).view(1, channels, 1)
-        return patches.mul_(gain).add_(shift).reshape(grid.t * grid.h * grid.w, channels * tp * ps * ps)
+        frame = pixels.reshape(grid.t, channels, grid.h // ms, ms, ps, grid.w // ms, ms, ps)
+        frame = frame.permute(0, 2, 5, 3, 6, 1, 4, 7)  # [t, h/m, w/m, m, m, C, p, p]: 2x2 merge units
+        shape = (grid.t * grid.h * grid.w, channels, ps * ps)
+        if out is None:
+            return frame.reshape(shape)
+        out.view(frame.shape).copy_(frame)
+        return out
+
+    def normalize(self, pixels: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """uint8 patches from :meth:`pixels` (on any device) as the model's input: rescaled and
+        normalised per channel in float32 (``x * (scale / std) - mean / std``), cast to ``dtype``,
+        the still frame repeated over the temporal patch: ``[n, 3 * temporal * patch * patch]``."""
+        import torch
+
+        b = self.budget
+        n, channels, area = pixels.shape
+        gain = torch.tensor([b.rescale_factor / s for s in b.image_std], device=pixels.device).view(1, channels, 1)
+        shift = torch.tensor([-m / s for m, s in zip(b.image_mean, b.image_std, strict=True)], device=pixels.device)
+        values = pixels.float().mul_(gain).add_(shift.view(1, channels, 1))
+        if dtype is not None:
+            values = values.to(dtype)
+        frames = values.unsqueeze(2).expand(n, channels, b.temporal_patch_size, area)
+        return frames.reshape(n, channels * b.temporal_patch_size * area)

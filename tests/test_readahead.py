@@ -1,0 +1,72 @@
+"""read_ahead: items produced in a background thread, in order, errors where they happened."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import closing
+
+import pytest
+
+from visdoc.readahead import read_ahead
+
+
+def test_items_come_in_order_from_a_background_thread_at_most_depth_ahead():
+    produced: list[tuple[int, str]] = []
+
+    def items():
+        for i in range(6):
+            produced.append((i, threading.current_thread().name))
+            yield i
+
+    got = []
+    for item in read_ahead(items(), 2, name="ahead"):
+        time.sleep(0.02)  # the consumer is slower: the producer fills its window and waits
+        assert len(produced) <= item + 1 + 2
+        got.append(item)
+    assert got == list(range(6))
+    assert {name for _, name in produced} != {threading.current_thread().name}
+    assert all(name.startswith("ahead") for _, name in produced)
+
+
+def test_depth_zero_iterates_in_the_calling_thread():
+    names = []
+
+    def items():
+        names.append(threading.current_thread().name)
+        yield 1
+
+    assert list(read_ahead(items(), 0)) == [1]
+    assert names == [threading.current_thread().name]
+
+
+def test_an_error_is_raised_at_the_item_where_it_happened():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("page 3 is broken")
+
+    got = []
+    with pytest.raises(ValueError, match="page 3"):
+        for item in read_ahead(items(), 2):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_stopping_early_closes_the_source_and_leaves_no_thread_behind():
+    closed = threading.Event()
+
+    def items():
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    with closing(read_ahead(items(), 3, name="early")) as ahead:
+        for item in ahead:
+            if item == 2:
+                break
+    assert closed.is_set()
+    assert threading.active_count() == before
+    assert not any(t.name.startswith("early") for t in threading.enumerate())
