@@ -1,4 +1,4 @@
-"""Ingestion throughput per stage on a 200-page PDF, then the whole pipeline, in one run.
+"""Ingestion throughput per stage on a generated PDF, then the whole pipeline, in one run.
 
 Stages, each timed alone; render, preprocess and store on one core (torch limited to one thread),
 encode with all of torch's threads, as the pipeline runs it:
@@ -10,16 +10,18 @@ encode with all of torch's threads, as the pipeline runs it:
 * store: upsert of the page's dense + multivector point into the embedded engine.
 
 "non-model" is render + preprocess + store per page on one core; the target is >= 50 pages/s.
-The last line runs ``Ingestor`` end to end with its defaults (render worker processes ahead of
-the model, each batch stored while the next one encodes); "vs encode" is its rate over the
-encode stage's, i.e. how close the pipeline comes to keeping the model busy.
+The next line runs ``Ingestor`` end to end with its defaults (render worker processes ahead of
+the model; on a GPU two steps in flight and writes overlapping encoding); "x the encode stage's
+rate" says how close the pipeline comes to keeping the model busy.
 
 ``--simulate RATE ...`` then runs ``Ingestor`` end to end against a stand-in accelerator that
 encodes RATE pages/s: each forward pass sleeps for its pages' share of a second (the host's cores
 and the GIL stay free, as while a GPU computes) and returns vectors of the real shapes. The model
-is set up as on CUDA (image workers ahead of the device, 32k-token passes, 128-page steps, writes
-overlapping encoding), so "device busy" is the fraction of the run the device had work: what the
-host side of the pipeline can feed, measured on a machine without a GPU.
+is set up as on CUDA (packed 32k-token passes, image workers preparing batches ahead of the
+device, 128-page steps, two in flight, writes overlapping encoding). "Device busy" is the share
+of the run the device had work, and of the span from its first pass to its last (the steady
+state, without the start-up and the final index build): what the host side of the pipeline can
+feed, measured on a machine without a GPU.
 
     python benchmarks/ingest.py [--pages 200] [--simulate 20 40 55]
     python benchmarks/ingest.py --full --pages 800 [--merge-adapters] [--compile]   # on a GPU

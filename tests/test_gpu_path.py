@@ -111,6 +111,18 @@ def test_background_preprocessing_gives_the_same_results_and_names_bad_items(tin
     assert info.value.index == len(images)
 
 
+def test_calls_waiting_for_the_model_prepare_ahead_and_still_get_their_own_results(tiny_fp32):
+    from concurrent.futures import ThreadPoolExecutor
+
+    threaded = JinaV4.from_pretrained(FIXTURE, dtype="float32", preprocess_workers=2, max_batch_tokens=600)
+    jobs = [(task, _images()[k:] + _images()[:k]) for k in range(3) for task in ("retrieval", "code")]
+    expected = [tiny_fp32.encode_images(images, task=task, multivector=True) for task, images in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:  # each call prepares its batches while others run
+        got = list(pool.map(lambda job: threaded.encode_images(job[1], task=job[0], multivector=True), jobs))
+    for a, b in zip(expected, got, strict=True):
+        assert _max_difference(a, b) < 1e-5
+
+
 def test_plan_packed_fills_each_batch_up_to_the_budget():
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, 400, size=200).tolist()

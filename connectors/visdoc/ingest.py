@@ -3,8 +3,10 @@
 Each file is hashed; its pages get point ids from (content hash, page), so a second run stores
 only what is missing (nothing for unchanged files, the rest of an interrupted run), and a
 changed file replaces the pages of its previous version. PDF pages render in worker processes
-ahead of the model; with a GPU or remote model, the next step's pages are gathered and the last
-step is written to the store while the model encodes. Bad files and pages are reported and skipped.
+ahead of the model; with a GPU or remote model, two steps are in flight (the next one prepares
+while the current one runs, so the device does not wait between steps), the step after is
+gathered and the last one is written to the store meanwhile. Bad files and pages are reported
+and skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from .documents import METADATA, image_reference, page_grid
 from .errors import ImageLoadError
-from .readahead import read_ahead
 from .sources import (
     Problem,
     RenderedPage,
@@ -132,22 +133,34 @@ class Ingestor:
         total = sum(len(doc.missing) for doc in todo)
         bar = tqdm(total=total, unit="page", disable=not show_progress, desc="ingest")
         overlap = _computes_off_cpu(self.model)
-        steps = read_ahead(_batches(self._units(todo, report), self.batch_size), int(overlap), name="visdoc-pages")
-        with bar, ThreadPoolExecutor(1, thread_name_prefix="visdoc-upsert") as writer, closing(steps):
-            writing: Future[int] | None = None  # the previous batch's upsert, overlapping this encode
-            for batch in steps:
-                if writing is not None and writing.done():  # a failed write stops the run before the next encode
-                    report.pages_stored += writing.result()
-                    writing = None
-                points, problems = embed_units(self.model, self.store.spec, batch, self.max_pixels)
-                report.problems += problems
-                if overlap:
-                    if writing is not None:
-                        report.pages_stored += writing.result()
-                    writing = writer.submit(self._upsert, points)
-                else:
-                    report.pages_stored += self._upsert(points)
-                bar.update(len(batch))
+        in_flight = 2 if overlap else 1  # with 2, the next step prepares while the current one runs
+        writer = ThreadPoolExecutor(1, thread_name_prefix="visdoc-upsert") if overlap else None
+        encoding: deque[tuple[list[_Unit], Future[tuple[list[PagePoint], list[Problem]]]]] = deque()
+        writing: Future[int] | None = None  # the last step's upsert, overlapping encoding
+
+        def store_oldest() -> None:
+            """Wait for the oldest step's points and store them (one write at a time, in order)."""
+            nonlocal writing
+            batch, encoded = encoding.popleft()
+            points, problems = encoded.result()
+            report.problems += problems
+            if writing is not None:
+                report.pages_stored += writing.result()  # a failed write stops the run here
+                writing = None
+            if writer is None:
+                report.pages_stored += self._upsert(points)
+            else:
+                writing = writer.submit(self._upsert, points)
+            bar.update(len(batch))
+
+        with bar, ThreadPoolExecutor(in_flight, thread_name_prefix="visdoc-encode") as encoder, writer or nullcontext():
+            for batch in _batches(self._units(todo, report), self.batch_size):
+                encoding.append((batch, encoder.submit(embed_units, self.model, self.store.spec, batch,
+                                                       self.max_pixels)))  # fmt: skip
+                if len(encoding) == in_flight:
+                    store_oldest()
+            while encoding:
+                store_oldest()
             if writing is not None:
                 report.pages_stored += writing.result()
         if report.pages_stored:

@@ -7,7 +7,6 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from .errors import ImageLoadError
 from .images import ImageInput, describe, image_size, load_rgb
 from .outputs import EncodeResult
 from .preprocess import ImageGrid, ImagePreprocessor
-from .readahead import read_ahead
+from .readahead import ReadAhead
 from .tokenization import PROMPT_PREFIXES, PromptTokenizer
 
 if TYPE_CHECKING:
@@ -99,17 +98,19 @@ class JinaV4:
             preprocess_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
         self.preprocess_workers = preprocess_workers
         self._pool: tuple[int, ThreadPoolExecutor | None] | None = None
+        self._pool_lock = threading.Lock()
 
     def _image_workers(self) -> ThreadPoolExecutor | None:
         """Threads that decode and patchify a batch's images (``preprocess_workers`` > 1), made once
         and reused (threads exit with the process; a changed worker count replaces them)."""
         workers = self.preprocess_workers
-        if self._pool is None or self._pool[0] != workers:
-            if self._pool is not None and self._pool[1] is not None:
-                self._pool[1].shutdown(wait=False)
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="visdoc-preprocess") if workers > 1 else None
-            self._pool = (workers, pool)
-        return self._pool[1]
+        with self._pool_lock:
+            if self._pool is None or self._pool[0] != workers:
+                if self._pool is not None and self._pool[1] is not None:
+                    self._pool[1].shutdown(wait=False)
+                pool = ThreadPoolExecutor(workers, thread_name_prefix="visdoc-preprocess") if workers > 1 else None
+                self._pool = (workers, pool)
+            return self._pool[1]
 
     @classmethod
     def from_pretrained(
@@ -312,8 +313,9 @@ class JinaV4:
         progress = tqdm(total=n, unit="item", disable=not show_progress)
         pool = self._image_workers()
         ahead = PREFETCH_BATCHES if self.preprocess_workers > 0 else 0  # batches prepared while the device runs
-        inputs = read_ahead((self._prepare(seqs, b, pool) for b in batches), ahead, name="visdoc-prefetch")
-        with progress as bar, self._lock, closing(inputs) as prepared, torch.inference_mode():
+        inputs = ReadAhead((self._prepare(seqs, b, pool) for b in batches), ahead, name="visdoc-prefetch")
+        # preparation starts before the lock: a call waiting for another's passes has its first batches ready
+        with inputs as prepared, progress as bar, self._lock, torch.inference_mode():
             self.network.use_task(task)
             for batch in prepared:
                 d, mv = self._forward(batch, dim=dim, dense=dense, multivector=multivector)
