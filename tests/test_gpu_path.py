@@ -111,13 +111,36 @@ def test_background_preprocessing_gives_the_same_results_and_names_bad_items(tin
     assert info.value.index == len(images)
 
 
-def test_calls_waiting_for_the_model_prepare_ahead_and_still_get_their_own_results(tiny_fp32):
+def test_a_call_waiting_for_the_model_prepares_its_first_batches_meanwhile(tiny_fp32):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    threaded = JinaV4.from_pretrained(FIXTURE, dtype="float32", preprocess_workers=2, max_batch_tokens=600)
+    prepared = threading.Event()
+    prepare = threaded._prepare
+
+    def spy(*args, **kwargs):
+        batch = prepare(*args, **kwargs)
+        prepared.set()
+        return batch
+
+    threaded._prepare = spy
+    with ThreadPoolExecutor(1) as pool:
+        with threaded._lock:  # another call holds the model
+            waiting = pool.submit(threaded.encode_images, _images(), task="code", multivector=True)
+            assert prepared.wait(30)  # its first batch was prepared while it waited
+            assert not waiting.done()
+        got = waiting.result(timeout=60)
+    assert _max_difference(tiny_fp32.encode_images(_images(), task="code", multivector=True), got) < 1e-5
+
+
+def test_concurrent_calls_with_workers_get_their_own_results(tiny_fp32):
     from concurrent.futures import ThreadPoolExecutor
 
     threaded = JinaV4.from_pretrained(FIXTURE, dtype="float32", preprocess_workers=2, max_batch_tokens=600)
     jobs = [(task, _images()[k:] + _images()[:k]) for k in range(3) for task in ("retrieval", "code")]
     expected = [tiny_fp32.encode_images(images, task=task, multivector=True) for task, images in jobs]
-    with ThreadPoolExecutor(len(jobs)) as pool:  # each call prepares its batches while others run
+    with ThreadPoolExecutor(len(jobs)) as pool:
         got = list(pool.map(lambda job: threaded.encode_images(job[1], task=job[0], multivector=True), jobs))
     for a, b in zip(expected, got, strict=True):
         assert _max_difference(a, b) < 1e-5

@@ -278,9 +278,32 @@ def test_overlapped_steps_store_the_same_points_as_the_inline_pipeline(tiny_fp32
 def test_an_encode_failure_mid_run_stops_the_overlapped_pipeline_and_keeps_earlier_steps(tiny_fp32, tmp_path):
     pdf = make_pdf(tmp_path / "doc.pdf", 12)
     model = OffHost(tiny_fp32, fail_on_call=3)
-    before = threading.active_count()
     with open_store("c", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / "data") as store:
         with pytest.raises(RuntimeError, match="device lost"):
             Ingestor(model, store, workers=1, batch_size=2).ingest([pdf])
         assert store.count() == 4  # the two steps encoded before the failure were written
-    assert threading.active_count() == before  # no reader or writer thread left behind
+    assert not _pipeline_threads()  # no encoder or writer thread left behind
+
+
+def test_a_failed_write_stops_the_overlapped_pipeline_within_a_step(tiny_fp32, tmp_path):
+    pdf = make_pdf(tmp_path / "doc.pdf", 12)
+    model = OffHost(tiny_fp32)
+    with open_store("c", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / "data") as store:
+        upsert, writes = store.upsert, []
+
+        def failing_upsert(points):
+            writes.append(len(points))
+            if len(writes) == 2:
+                raise OSError("disk full")
+            upsert(points)
+
+        store.upsert = failing_upsert
+        with pytest.raises(OSError, match="disk full"):
+            Ingestor(model, store, workers=1, batch_size=2).ingest([pdf])
+        assert store.count() == 2 and len(writes) == 2  # the first step is kept, nothing after the failure
+        assert model.calls <= 4  # of 6 steps: at most the two in flight when the write failed
+    assert not _pipeline_threads()
+
+
+def _pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("visdoc-encode", "visdoc-upsert"))]

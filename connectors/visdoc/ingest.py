@@ -132,37 +132,51 @@ class Ingestor:
         todo = plan_documents(self.store, identified, report)
         total = sum(len(doc.missing) for doc in todo)
         bar = tqdm(total=total, unit="page", disable=not show_progress, desc="ingest")
+        # On a GPU or server two steps are in flight (the next prepares while the current one runs)
+        # and writes overlap encoding; on the CPU each step is encoded and written in turn, inline.
         overlap = _computes_off_cpu(self.model)
-        in_flight = 2 if overlap else 1  # with 2, the next step prepares while the current one runs
+        encoder = ThreadPoolExecutor(2, thread_name_prefix="visdoc-encode") if overlap else None
         writer = ThreadPoolExecutor(1, thread_name_prefix="visdoc-upsert") if overlap else None
         encoding: deque[tuple[list[_Unit], Future[tuple[list[PagePoint], list[Problem]]]]] = deque()
-        writing: Future[int] | None = None  # the last step's upsert, overlapping encoding
+        writing: Future[int] | None = None  # the last step's upsert
+
+        def encode(batch: list[_Unit]) -> Future[tuple[list[PagePoint], list[Problem]]]:
+            if encoder is not None:
+                return encoder.submit(embed_units, self.model, self.store.spec, batch, self.max_pixels)
+            done: Future[tuple[list[PagePoint], list[Problem]]] = Future()
+            done.set_result(embed_units(self.model, self.store.spec, batch, self.max_pixels))
+            return done
+
+        def count_write() -> None:
+            """Wait for the last write and count its pages; a failed write raises here."""
+            nonlocal writing
+            if writing is not None:
+                report.pages_stored += writing.result()
+                writing = None
 
         def store_oldest() -> None:
-            """Wait for the oldest step's points and store them (one write at a time, in order)."""
+            """Store the oldest step's points once encoded (one write at a time, in order)."""
             nonlocal writing
             batch, encoded = encoding.popleft()
             points, problems = encoded.result()
             report.problems += problems
-            if writing is not None:
-                report.pages_stored += writing.result()  # a failed write stops the run here
-                writing = None
+            count_write()
             if writer is None:
                 report.pages_stored += self._upsert(points)
             else:
                 writing = writer.submit(self._upsert, points)
             bar.update(len(batch))
 
-        with bar, ThreadPoolExecutor(in_flight, thread_name_prefix="visdoc-encode") as encoder, writer or nullcontext():
+        with bar, encoder or nullcontext(), writer or nullcontext():
             for batch in _batches(self._units(todo, report), self.batch_size):
-                encoding.append((batch, encoder.submit(embed_units, self.model, self.store.spec, batch,
-                                                       self.max_pixels)))  # fmt: skip
-                if len(encoding) == in_flight:
+                if writing is not None and writing.done():
+                    count_write()  # a failed write stops the run before another step starts
+                encoding.append((batch, encode(batch)))
+                if len(encoding) == (2 if overlap else 1):
                     store_oldest()
             while encoding:
                 store_oldest()
-            if writing is not None:
-                report.pages_stored += writing.result()
+            count_write()
         if report.pages_stored:
             self.store.optimize()
         report.documents_stored = len(todo)

@@ -329,7 +329,7 @@ class JinaV4:
 
     def _prepare(self, seqs: list[_Sequence], indices: list[int], pool: ThreadPoolExecutor | None) -> _Batch:
         """Host-side inputs of one batch (token ids, decoded and patchified uint8 images, positions),
-        in pinned memory on CUDA so the copy to the device overlaps with compute."""
+        in pinned memory on CUDA (fast, asynchronous copies to the device)."""
         import torch
 
         members = [seqs[i] for i in indices]

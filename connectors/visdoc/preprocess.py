@@ -58,6 +58,21 @@ class ImagePreprocessor:
 
     def __init__(self, budget: PixelBudget) -> None:
         self.budget = budget
+        self._affines: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``(scale / std, -mean / std)`` as ``[1, 3, 1]`` float32 tensors on ``device``,
+        made once per device (a fresh one each batch would be a blocking copy to a GPU)."""
+        import torch
+
+        key = str(device)
+        if key not in self._affines:
+            b = self.budget
+            gain = [b.rescale_factor / s for s in b.image_std]
+            shift = [-m / s for m, s in zip(b.image_mean, b.image_std, strict=True)]
+            self._affines[key] = (torch.tensor(gain, device=device).view(1, -1, 1),
+                                  torch.tensor(shift, device=device).view(1, -1, 1))  # fmt: skip
+        return self._affines[key]
 
     def grid(self, width: int, height: int, max_pixels: int | None = None) -> ImageGrid:
         """The patch grid an image of this size gets under the (optionally lowered) pixel cap."""
@@ -100,11 +115,12 @@ class ImagePreprocessor:
         the still frame repeated over the temporal patch: ``[n, 3 * temporal * patch * patch]``."""
         import torch
 
+        if pixels.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 patches from pixels(), got {pixels.dtype}")
         b = self.budget
         n, channels, area = pixels.shape
-        gain = torch.tensor([b.rescale_factor / s for s in b.image_std], device=pixels.device).view(1, channels, 1)
-        shift = torch.tensor([-m / s for m, s in zip(b.image_mean, b.image_std, strict=True)], device=pixels.device)
-        values = pixels.float().mul_(gain).add_(shift.view(1, channels, 1))
+        gain, shift = self._affine(pixels.device)
+        values = pixels.float().mul_(gain).add_(shift)
         if dtype is not None:
             values = values.to(dtype)
         frames = values.unsqueeze(2).expand(n, channels, b.temporal_patch_size, area)
