@@ -225,8 +225,8 @@ class RayIngestor:
 
 
 def _embedder_pool(actors: int) -> Any:
-    """Ray Data's pool of embedding actors, each taking two batches at once where this Ray can
-    (>= 2.5x): the model runs one forward pass at a time, and the second batch prepares its first
+    """Ray Data's pool of embedding actors, each taking two batches at once where this Ray Data can
+    run calls concurrently: the model runs one forward pass at a time, and the second batch prepares its first
     passes meanwhile, so a GPU does not wait between batches (as two steps in flight do in Ingestor)."""
     import inspect
 
