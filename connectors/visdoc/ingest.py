@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .model import JinaV4
 
 PAGES_PER_RENDER_TASK = 4
+_Embedded = tuple[list[PagePoint], list[Problem]]  # a step's points, and the pages it could not embed
 DOCUMENT_ID_CHARS = 32
 
 
@@ -137,13 +138,13 @@ class Ingestor:
         overlap = _computes_off_cpu(self.model)
         encoder = ThreadPoolExecutor(2, thread_name_prefix="visdoc-encode") if overlap else None
         writer = ThreadPoolExecutor(1, thread_name_prefix="visdoc-upsert") if overlap else None
-        encoding: deque[tuple[list[_Unit], Future[tuple[list[PagePoint], list[Problem]]]]] = deque()
+        encoding: deque[tuple[list[_Unit], Future[_Embedded]]] = deque()
         writing: Future[int] | None = None  # the last step's upsert
 
-        def encode(batch: list[_Unit]) -> Future[tuple[list[PagePoint], list[Problem]]]:
+        def encode(batch: list[_Unit]) -> Future[_Embedded]:
             if encoder is not None:
                 return encoder.submit(embed_units, self.model, self.store.spec, batch, self.max_pixels)
-            done: Future[tuple[list[PagePoint], list[Problem]]] = Future()
+            done: Future[_Embedded] = Future()
             done.set_result(embed_units(self.model, self.store.spec, batch, self.max_pixels))
             return done
 
@@ -326,9 +327,7 @@ def text_units(doc: _Document) -> Iterator[_Unit]:
     return (_Unit(doc, i, doc.chunks[i], doc.chunks[i], f"chunk {i + 1}") for i in doc.missing)
 
 
-def embed_units(
-    model: JinaV4, spec: CollectionSpec, units: list[_Unit], max_pixels: int | None = None
-) -> tuple[list[PagePoint], list[Problem]]:
+def embed_units(model: JinaV4, spec: CollectionSpec, units: list[_Unit], max_pixels: int | None = None) -> _Embedded:
     """Encode pages and chunks (one forward pass for both vectors) into points; images the model
     cannot load are returned as problems and left out."""
     pages = [u for u in units if u.doc.file.kind != "text"]

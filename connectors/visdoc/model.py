@@ -337,8 +337,8 @@ class JinaV4:
         pixels = grid_thw = None
         if members[0].grid is not None:
             grid_thw = torch.tensor([[s.grid.t, s.grid.h, s.grid.w] for s in members])  # type: ignore[union-attr]
-            pixels = self._pixel_buffer(int(grid_thw.prod(dim=1).sum()))
-            offsets = np.concatenate([[0], np.cumsum(grid_thw.prod(dim=1).numpy())])
+            offsets = np.concatenate([[0], np.cumsum(grid_thw.prod(dim=1).numpy())])  # each image's patch rows
+            pixels = self._pixel_buffer(int(offsets[-1]))
             jobs = [(s, i, pixels[a:b]) for s, i, a, b in zip(members, indices, offsets[:-1], offsets[1:], strict=True)]
             for _ in pool.map(self._patches, jobs) if pool is not None else map(self._patches, jobs):
                 pass  # each job fills its slice; a worker's error is raised here
