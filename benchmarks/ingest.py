@@ -23,7 +23,10 @@ of the run the device had work, and of the span from its first pass to its last 
 state, without the start-up and the final index build): what the host side of the pipeline can
 feed, measured on a machine without a GPU.
 
-    python benchmarks/ingest.py [--pages 200] [--simulate 20 40 55]
+``--discard-writes`` runs ``Ingestor`` a second time with the store's writes discarded: what
+storing pages costs the device (a forward pass's time per page, with and without writes).
+
+    python benchmarks/ingest.py [--pages 200] [--simulate 20 40 55] [--discard-writes]
     python benchmarks/ingest.py --full --pages 800 [--merge-adapters] [--compile]   # on a GPU
 """
 
@@ -91,11 +94,14 @@ def timed_passes(model: JinaV4) -> list[tuple[float, float]]:
     return passes
 
 
-def busy(passes: list[tuple[float, float]], seconds: float) -> str:
-    """The share of the run, and of the span from the first pass to the last, with a pass running."""
+def busy(passes: list[tuple[float, float]], seconds: float, pages: int) -> str:
+    """The share of the run, and of the span from the first pass to the last, with a pass running,
+    and the passes' time per page."""
     in_passes = sum(end - start for start, end in passes)
     span = passes[-1][1] - passes[0][0]
-    return f"device busy {in_passes / seconds:.0%} of the run, {in_passes / span:.0%} from its first pass to its last"
+    per_page = 1000 * in_passes / pages
+    return (f"device busy {in_passes / seconds:.0%} of the run, {in_passes / span:.0%} from its first pass to "
+            f"its last, which ran {span:.1f} of {seconds:.1f} s; passes {per_page:.2f} ms/page")  # fmt: skip
 
 
 def simulated_accelerator(pages_per_s: float) -> JinaV4:
@@ -126,6 +132,11 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: cuda if available")
     parser.add_argument("--merge-adapters", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--discard-writes",
+        action="store_true",
+        help="also run the pipeline with the store's writes discarded (what writing costs the device)",
+    )
     parser.add_argument(
         "--simulate",
         type=float,
@@ -186,6 +197,17 @@ def main() -> None:
             report = Ingestor(model, store).ingest([pdf])
             t_e2e = time.perf_counter() - start
 
+        unwritten = None
+        if args.discard_writes:
+            with open_store("discarded", spec, data_dir=Path(tmp) / "data") as store:
+                store.upsert = lambda points: None  # type: ignore[method-assign]
+                e2e_passes = list(passes)
+                passes.clear()
+                start = time.perf_counter()
+                report_unwritten = Ingestor(model, store).ingest([pdf])
+                unwritten = (report_unwritten.pages_stored, time.perf_counter() - start, list(passes))
+                passes[:] = e2e_passes
+
         simulated = []
         for pages_per_s in args.simulate:
             stand_in = simulated_accelerator(pages_per_s)
@@ -209,11 +231,16 @@ def main() -> None:
     non_model = t_render + t_pre + t_store
     print(f"{'non-model, one core':<28} {rate(n, non_model):9.1f} {1000 * non_model / n:8.2f}   (target >= 50)")
     print(f"{'pipeline end to end':<28} {rate(report.pages_stored, t_e2e):9.1f} {1000 * t_e2e / n:8.2f}   "
-          f"({t_encode / t_e2e:.2f}x the encode stage's rate; {busy(passes, t_e2e)}; "
+          f"({t_encode / t_e2e:.2f}x the encode stage's rate; {busy(passes, t_e2e, n)}; "
           f"{report.pages_stored} pages stored)")  # fmt: skip
+    if unwritten is not None:
+        encoded, seconds, unwritten_passes = unwritten
+        print(f"{'pipeline, writes discarded':<28} {rate(encoded, seconds):9.1f} {1000 * seconds / n:8.2f}   "
+              f"({t_encode / seconds:.2f}x the encode stage's rate; {busy(unwritten_passes, seconds, n)}; "
+              f"{encoded} pages, none stored)")  # fmt: skip
     for pages_per_s, stored, seconds, stand_in_passes in simulated:
         print(f"{f'pipeline, {pages_per_s:g} pages/s device':<28} {rate(stored, seconds):9.1f} "
-              f"{1000 * seconds / n:8.2f}   ({busy(stand_in_passes, seconds)}; {stored} pages stored)")  # fmt: skip
+              f"{1000 * seconds / n:8.2f}   ({busy(stand_in_passes, seconds, n)}; {stored} pages stored)")  # fmt: skip
 
 
 if __name__ == "__main__":
