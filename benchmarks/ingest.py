@@ -23,10 +23,15 @@ of the run the device had work, and of the span from its first pass to its last 
 state, without the start-up and the final index build): what the host side of the pipeline can
 feed, measured on a machine without a GPU.
 
-``--discard-writes`` runs ``Ingestor`` a second time with the store's writes discarded: what
-storing pages costs the device (a forward pass's time per page, with and without writes).
+``--sync-ms MS`` drives the stand-in as a GPU is driven: its host thread waits for the device every
+MS ms, then needs the GIL to queue the next work, and the device idles until it gets it.
 
-    python benchmarks/ingest.py [--pages 200] [--simulate 20 40 55] [--discard-writes]
+``--compare-writes`` runs each pipeline three ways: as by default (off the CPU, the store's engine
+runs in a child process: ``Ingestor(write_process=None)``), with the writes in this process
+(``write_process=False``), and with the writes discarded: what storing pages costs the device
+("passes ... ms/page" is the forward passes' time per page).
+
+    python benchmarks/ingest.py [--pages 200] [--simulate 20 40 55 [--sync-ms 1]] [--compare-writes]
     python benchmarks/ingest.py --full --pages 800 [--merge-adapters] [--compile]   # on a GPU
 """
 
@@ -79,9 +84,13 @@ def rate(n: int, seconds: float) -> float:
 
 
 def timed_passes(model: JinaV4) -> list[tuple[float, float]]:
-    """Records each forward pass's (start, end) from now on. A pass returns its vectors on the host,
-    so on a GPU its end is when the device has finished it."""
-    passes: list[tuple[float, float]] = []
+    """Records each forward pass's (start, end) from now on, in a list emptied at each call. A pass
+    returns its vectors on the host, so on a GPU its end is when the device has finished it."""
+    passes: list[tuple[float, float]] | None = getattr(model, "_bench_passes", None)
+    if passes is not None:
+        passes.clear()
+        return passes
+    passes = model._bench_passes = []  # type: ignore[attr-defined]
     forward = model._forward
 
     def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -104,10 +113,12 @@ def busy(passes: list[tuple[float, float]], seconds: float, pages: int) -> str:
             f"its last, which ran {span:.1f} of {seconds:.1f} s; passes {per_page:.2f} ms/page")  # fmt: skip
 
 
-def simulated_accelerator(pages_per_s: float) -> JinaV4:
+def simulated_accelerator(pages_per_s: float, sync_ms: float = 0.0) -> JinaV4:
     """The tiny model set up as on CUDA (packed batches, image workers ahead of the device, 32k-token
     passes; writes overlap encoding), its forward pass replaced by a stand-in device that takes
-    ``1 / pages_per_s`` s per page without holding the GIL."""
+    ``1 / pages_per_s`` s per page without holding the GIL. With ``sync_ms`` the pass is driven like
+    a GPU whose host thread waits for the device every ``sync_ms`` ms and then needs the GIL to queue
+    the next work: the device idles while that thread waits for the GIL."""
     workers = min(8, os.cpu_count() or 1)
     model = JinaV4.from_pretrained(FIXTURE, device="cpu", attn_implementation="varlen",
                                    max_batch_tokens=GPU_BATCH_TOKENS, preprocess_workers=workers)  # fmt: skip
@@ -116,13 +127,37 @@ def simulated_accelerator(pages_per_s: float) -> JinaV4:
     tokens /= np.linalg.norm(tokens, axis=1, keepdims=True)
 
     def forward(batch, *, dim: int, dense: bool, multivector: bool):  # noqa: ANN001, ANN202
-        time.sleep(len(batch.indices) / pages_per_s)
+        seconds = len(batch.indices) / pages_per_s
+        if sync_ms:
+            for _ in range(max(1, round(1000 * seconds / sync_ms))):
+                sum(range(20))  # queueing the next kernels: a few microseconds holding the GIL
+                time.sleep(sync_ms / 1000)  # the device computes; the host thread waits for it
+        else:
+            time.sleep(seconds)
         rows = np.repeat(tokens[:1, :dim] / np.linalg.norm(tokens[0, :dim]), len(batch.indices), axis=0)
         return (rows if dense else None), ([tokens[:n] for n in batch.lengths] if multivector else None)
 
     model._forward = forward  # type: ignore[method-assign]
     model.device = torch.device("meta")  # not the host CPU, so Ingestor overlaps as on a GPU
     return model
+
+
+WRITES = {"": None, "writes in this process": False, "writes discarded": False}
+
+
+def pipeline(model: JinaV4, pdf: Path, data_dir: Path, writes: str) -> tuple[int, float, list[tuple[float, float]]]:
+    """``Ingestor`` over the PDF into a new collection: pages stored, seconds, forward passes. ``writes``
+    is a key of WRITES: the default (the engine in a child process off the CPU), writes in this
+    process, or writes discarded."""
+    with open_store(
+        f"run-{len(list(data_dir.glob('*')))}", CollectionSpec(dim=model.dims[-1]), data_dir=data_dir
+    ) as store:
+        if writes == "writes discarded":
+            store.upsert = lambda points: None  # type: ignore[method-assign]
+        passes = timed_passes(model)
+        start = time.perf_counter()
+        report = Ingestor(model, store, write_process=WRITES[writes]).ingest([pdf])
+        return report.pages_stored, time.perf_counter() - start, list(passes)
 
 
 def main() -> None:
@@ -133,9 +168,15 @@ def main() -> None:
     parser.add_argument("--merge-adapters", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument(
-        "--discard-writes",
+        "--compare-writes",
         action="store_true",
-        help="also run the pipeline with the store's writes discarded (what writing costs the device)",
+        help="also run each pipeline with the writes in this process and with the writes discarded",
+    )
+    parser.add_argument(
+        "--sync-ms",
+        type=float,
+        default=0.0,
+        help="the stand-in's host thread waits for it every SYNC_MS ms and then needs the GIL (default: never)",
     )
     parser.add_argument(
         "--simulate",
@@ -191,31 +232,13 @@ def main() -> None:
             t_store = time.perf_counter() - start
 
         torch.set_num_threads(threads)
-        with open_store("e2e", spec, data_dir=Path(tmp) / "data") as store:
-            passes = timed_passes(model)
-            start = time.perf_counter()
-            report = Ingestor(model, store).ingest([pdf])
-            t_e2e = time.perf_counter() - start
-
-        unwritten = None
-        if args.discard_writes:
-            with open_store("discarded", spec, data_dir=Path(tmp) / "data") as store:
-                store.upsert = lambda points: None  # type: ignore[method-assign]
-                e2e_passes = list(passes)
-                passes.clear()
-                start = time.perf_counter()
-                report_unwritten = Ingestor(model, store).ingest([pdf])
-                unwritten = (report_unwritten.pages_stored, time.perf_counter() - start, list(passes))
-                passes[:] = e2e_passes
-
-        simulated = []
+        variants = list(WRITES) if args.compare_writes else [""]
+        runs = [("pipeline end to end" + (f", {w}" if w else ""), pipeline(model, pdf, Path(tmp) / "runs", w))
+                for w in variants]  # fmt: skip
         for pages_per_s in args.simulate:
-            stand_in = simulated_accelerator(pages_per_s)
-            stand_in_passes = timed_passes(stand_in)
-            with open_store(f"simulated-{len(simulated)}", spec, data_dir=Path(tmp) / "data") as store:
-                start = time.perf_counter()
-                stored = Ingestor(stand_in, store).ingest([pdf]).pages_stored
-                simulated.append((pages_per_s, stored, time.perf_counter() - start, stand_in_passes))
+            stand_in = simulated_accelerator(pages_per_s, args.sync_ms)
+            runs += [(f"{pages_per_s:g} pages/s device" + (f", {w}" if w else ""),
+                      pipeline(stand_in, pdf, Path(tmp) / "runs", w)) for w in variants]  # fmt: skip
 
     tokens = int(np.mean([len(m) for m in result.multivector]))
     n = args.pages
@@ -230,17 +253,11 @@ def main() -> None:
         print(f"{name:<28} {rate(n, seconds):9.1f} {1000 * seconds / n:8.2f}")
     non_model = t_render + t_pre + t_store
     print(f"{'non-model, one core':<28} {rate(n, non_model):9.1f} {1000 * non_model / n:8.2f}   (target >= 50)")
-    print(f"{'pipeline end to end':<28} {rate(report.pages_stored, t_e2e):9.1f} {1000 * t_e2e / n:8.2f}   "
-          f"({t_encode / t_e2e:.2f}x the encode stage's rate; {busy(passes, t_e2e, n)}; "
-          f"{report.pages_stored} pages stored)")  # fmt: skip
-    if unwritten is not None:
-        encoded, seconds, unwritten_passes = unwritten
-        print(f"{'pipeline, writes discarded':<28} {rate(encoded, seconds):9.1f} {1000 * seconds / n:8.2f}   "
-              f"({t_encode / seconds:.2f}x the encode stage's rate; {busy(unwritten_passes, seconds, n)}; "
-              f"{encoded} pages, none stored)")  # fmt: skip
-    for pages_per_s, stored, seconds, stand_in_passes in simulated:
-        print(f"{f'pipeline, {pages_per_s:g} pages/s device':<28} {rate(stored, seconds):9.1f} "
-              f"{1000 * seconds / n:8.2f}   ({busy(stand_in_passes, seconds, n)}; {stored} pages stored)")  # fmt: skip
+    for name, (stored, seconds, passes) in runs:
+        ratio = f"{t_encode / seconds:.2f}x the encode stage's rate; " if name.startswith("pipeline") else ""
+        kept = "none stored" if name.endswith("discarded") else "stored"
+        print(f"{name:<28} {rate(stored, seconds):9.1f} {1000 * seconds / n:8.2f}   "
+              f"({ratio}{busy(passes, seconds, n)}; {stored} pages, {kept})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -262,17 +262,26 @@ def test_overlapped_steps_store_the_same_points_as_the_inline_pipeline(tiny_fp32
     pdf = make_pdf(tmp_path / "doc.pdf", 7)
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     stored = []
-    for name, model in (("inline", tiny_fp32), ("overlapped", OffHost(tiny_fp32))):
+    runs = [("inline", tiny_fp32, None, False), ("overlapped", OffHost(tiny_fp32), None, True),
+            ("overlapped, writes here", OffHost(tiny_fp32), False, False)]  # fmt: skip
+    for name, model, write_process, in_child in runs:
         with open_store("c", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / name) as store:
-            report = Ingestor(model, store, workers=1, batch_size=2).ingest([pdf, tmp_path / "broken.pdf", SAMPLES])
+            engine_process, engines = store.engine_process, []
+            store.engine_process = lambda opened=engine_process, calls=engines: calls.append(1) or opened()
+            ingestor = Ingestor(model, store, workers=1, batch_size=2, write_process=write_process)
+            report = ingestor.ingest([pdf, tmp_path / "broken.pdf", SAMPLES])
+            assert len(engines) == in_child  # by default, off the CPU, the engine writes from a child process
             assert [p.path for p in report.problems] == [str(tmp_path / "broken.pdf")]
             ids = sorted(r.id for r in store.iter_records())
             stored.append((report.pages_stored, ids, store.retrieve(ids, with_vectors=True)))
-    (count_a, ids_a, records_a), (count_b, ids_b, records_b) = stored
-    assert count_a == count_b == len(ids_a) and ids_a == ids_b and len(ids_a) > 7
-    for a, b in zip(records_a, records_b, strict=True):
-        assert a.payload["page"] == b.payload["page"]
-        np.testing.assert_allclose(a.dense, b.dense, atol=1e-6)
+    count, ids, records = stored[0]
+    assert count == len(ids) and len(ids) > 7
+    for other_count, other_ids, other_records in stored[1:]:
+        assert other_count == count and other_ids == ids
+        for a, b in zip(records, other_records, strict=True):
+            assert {**a.payload, "created_at": None} == {**b.payload, "created_at": None}
+            np.testing.assert_allclose(a.dense, b.dense, atol=1e-6)
+            np.testing.assert_allclose(a.multivector, b.multivector, atol=1e-6)
 
 
 def test_an_encode_failure_mid_run_stops_the_overlapped_pipeline_and_keeps_earlier_steps(tiny_fp32, tmp_path):

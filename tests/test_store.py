@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -49,9 +50,15 @@ def exact_maxsim(query: np.ndarray, points: list[PagePoint]) -> np.ndarray:
     return np.array([(query @ p.multivector.T).max(axis=1).sum() for p in points])
 
 
-@pytest.fixture(params=["edge", "server-local"])
+@pytest.fixture(params=["edge", "edge-engine-process", "server-local"])
 def store(request, tmp_path):
     spec = CollectionSpec(dim=DIM, model="test-model")
+    if request.param == "edge-engine-process":  # every call forwarded to the engine's child process
+        s = open_store("pages", spec, data_dir=tmp_path)
+        with s.engine_process():
+            yield s
+        s.close()
+        return
     if request.param == "edge":
         s = open_store("pages", spec, data_dir=tmp_path)
     else:
@@ -162,6 +169,42 @@ def test_second_process_on_an_embedded_collection_gets_a_clear_error(tmp_path):
             open_store("c", data_dir=tmp_path)
     with open_store("c", data_dir=tmp_path) as store:  # released on close
         assert store.count() == 3
+
+
+def test_engine_process_takes_the_collection_and_hands_it_back(tmp_path):
+    points = make_points()
+    query = QueryVectors(points[4].dense, points[4].multivector[:5])
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        store.upsert(points[:10])
+        with store.engine_process():
+            assert [p.name for p in multiprocessing.active_children()] == ["visdoc-engine-c"]
+            store.upsert(points[10:])
+            with pytest.raises(Exception, match="dimension"):  # the engine's own error, raised here
+                store.upsert([PagePoint(point_id("x", 0), unit(np.ones(DIM + 1)), unit(np.ones((3, 128))), {})])
+            assert store.count() == 24
+            with pytest.raises(StoreLockedError):  # this process still holds the collection
+                open_store("c", data_dir=tmp_path)
+            store.delete_ids([points[0].id])
+        assert not multiprocessing.active_children()
+        assert store.count() == 23  # what the child wrote, seen here
+        left = points[1:]
+        expected = [left[i].id for i in np.argsort(-exact_maxsim(query.multivector, left))[:5]]
+        assert [h.id for h in store.search(query, k=5, mode="multivector")] == expected
+    with open_store("c", data_dir=tmp_path) as store:
+        assert store.count() == 23
+
+
+def test_a_dead_engine_process_gives_a_clear_error_and_the_collection_comes_back(tmp_path):
+    points = make_points()
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        with pytest.raises(StoreError, match="engine process of collection 'c' stopped"):
+            with store.engine_process():
+                store.upsert(points[:10])
+                multiprocessing.active_children()[0].kill()
+                store.upsert(points[10:])
+        assert store.count() == 10  # acknowledged writes survive
+        store.upsert(points[10:])
+        assert store.count() == 24
 
 
 def test_server_uploads_are_split_by_request_size():

@@ -98,7 +98,10 @@ class Ingestor:
 
     ``workers`` processes render PDF pages (default: the cores but one, at most 4); ``batch_size``
     pages or chunks are embedded and stored per step (default: 8 on CPU, 128 on GPU; see
-    :func:`default_batch_size`).
+    :func:`default_batch_size`). ``write_process`` runs the store's engine in a child process for
+    the run (:meth:`~visdoc.store.Store.engine_process`), so that storing pages does not hold up the
+    thread that feeds a GPU; default: when the model computes off the CPU and the run takes more
+    than one step.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class Ingestor:
         max_pixels: int | None = None,
         chunk_tokens: int = 512,
         chunk_overlap: int = 64,
+        write_process: bool | None = None,
     ) -> None:
         self.model = model
         self.store = store
@@ -119,6 +123,7 @@ class Ingestor:
         self.max_pixels = max_pixels
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
+        self.write_process = write_process
         pixels = model.checkpoint.pixels
         self._budget = (pixels.factor, pixels.min_pixels, max_pixels or pixels.max_pixels)
 
@@ -136,6 +141,8 @@ class Ingestor:
         # On a GPU or server two steps are in flight (the next prepares while the current one runs)
         # and writes overlap encoding; on the CPU each step is encoded and written in turn, inline.
         overlap = _computes_off_cpu(self.model)
+        offload = overlap and total > self.batch_size if self.write_process is None else self.write_process
+        engine = self.store.engine_process() if offload and total else nullcontext()
         encoder = ThreadPoolExecutor(2, thread_name_prefix="visdoc-encode") if overlap else None
         writer = ThreadPoolExecutor(1, thread_name_prefix="visdoc-upsert") if overlap else None
         encoding: deque[tuple[list[_Unit], Future[_Embedded]]] = deque()
@@ -168,7 +175,7 @@ class Ingestor:
                 writing = writer.submit(self._upsert, points)
             bar.update(len(batch))
 
-        with bar, encoder or nullcontext(), writer or nullcontext():
+        with engine, bar, encoder or nullcontext(), writer or nullcontext():
             for batch in _batches(self._units(todo, report), self.batch_size):
                 if writing is not None and writing.done():
                     count_write()  # a failed write stops the run before another step starts
@@ -178,8 +185,8 @@ class Ingestor:
             while encoding:
                 store_oldest()
             count_write()
-        if report.pages_stored:
-            self.store.optimize()
+            if report.pages_stored:
+                self.store.optimize()
         report.documents_stored = len(todo)
         report.seconds = time.perf_counter() - start
         return report

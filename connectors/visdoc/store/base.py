@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -146,6 +147,12 @@ class Store(abc.ABC):
 
     def optimize(self) -> None:  # noqa: B027 - a no-op unless the backend needs it
         """Build indexes after a bulk load (a server does this by itself)."""
+
+    def engine_process(self) -> AbstractContextManager[None]:
+        """While the block runs, the backend's engine works in a child process, where building and
+        storing points does not hold this process's GIL. A no-op unless the engine runs in this
+        process (the embedded backend)."""
+        return nullcontext()
 
     def delete_document(self, document_id: str) -> int:
         """Delete all pages of a document; returns how many there were."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -34,20 +37,45 @@ from .schema import (
     Record,
 )
 
+if TYPE_CHECKING:
+    from .engine_process import EngineProcess
+
 SHARD_DIR = "shard"
 SPEC_FILE = "visdoc.json"
 LOCK_FILE = ".lock"
 FLUSH_EVERY_BYTES = 256 << 20  # bound the WAL: it keeps a second copy of everything until flush()
 UPDATE_POINTS = 16  # points per engine call: the engine holds the GIL for a whole call (~2 ms per page)
 
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _forwarded(method: Method) -> Method:
+    """Runs the method in the engine process while there is one (:meth:`EdgeStore.engine_process`),
+    else here; either way one call at a time, so the engine is never swapped under a call."""
+
+    @functools.wraps(method)
+    def call(self: EdgeStore, *args: Any, **kwargs: Any) -> Any:
+        with self._switch:
+            if self._child is not None:
+                return self._child.call(method.__name__, args, kwargs)
+            return method(self, *args, **kwargs)
+
+    return call  # type: ignore[return-value]
+
 
 class EdgeStore(Store):
-    """A collection stored with qdrant-edge under ``data_dir/name``; one process at a time."""
+    """A collection stored with qdrant-edge under ``data_dir/name``; one process at a time.
 
-    def __init__(self, data_dir: str | os.PathLike, name: str, spec: CollectionSpec | None = None) -> None:
+    ``lock=False`` is for the engine process only, whose parent holds the collection's lock."""
+
+    def __init__(
+        self, data_dir: str | os.PathLike, name: str, spec: CollectionSpec | None = None, *, lock: bool = True
+    ) -> None:
         import qdrant_edge as qe
 
         self._qe = qe
+        self._switch = threading.RLock()
+        self._child: EngineProcess | None = None
         self.name = name
         self.path = Path(data_dir) / name
         shard_path = self.path / SHARD_DIR
@@ -55,7 +83,7 @@ class EdgeStore(Store):
         if not exists and spec is None:
             raise CollectionNotFoundError(f"no collection {name!r} in {Path(data_dir)} (ingest something first)")
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.path / LOCK_FILE, name)
+        self._lock = _lock(self.path / LOCK_FILE, name) if lock else None
         try:
             if exists:
                 self.spec = CollectionSpec.from_json(json.loads((self.path / SPEC_FILE).read_text()))
@@ -72,7 +100,8 @@ class EdgeStore(Store):
                 self._shard.flush()
                 (self.path / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2))
         except Exception:
-            self._lock.close()
+            if self._lock is not None:
+                self._lock.close()
             raise
         self._unflushed = 0
 
@@ -123,6 +152,7 @@ class EdgeStore(Store):
 
     # -- writing -----------------------------------------------------------------------------
 
+    @_forwarded
     def upsert(self, points: Sequence[PagePoint]) -> None:
         if not points:
             return
@@ -136,42 +166,88 @@ class EdgeStore(Store):
         if self._unflushed >= FLUSH_EVERY_BYTES:
             self.flush()
 
+    @_forwarded
     def delete(self, where: PageFilter) -> None:
         if where.is_empty():
             raise ValueError("refusing to delete with an empty filter")
         self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
 
+    @_forwarded
     def delete_ids(self, ids: Sequence[str]) -> None:
         if ids:
             self._shard.update(self._qe.UpdateOperation.delete_points(list(ids)))
 
+    @_forwarded
     def optimize(self) -> None:
         """Build the dense HNSW index and merge segments, then flush (the engine only does it when asked)."""
         self._shard.optimize()
         self.flush()
 
+    @_forwarded
     def flush(self) -> None:
         self._shard.flush()
         self._unflushed = 0
 
     def close(self) -> None:
-        if getattr(self, "_shard", None) is not None:
-            self._shard.flush()
+        with self._switch:
+            if self._child is not None:
+                self._child.close()
+                self._child.join()
+                self._child = None
+            if getattr(self, "_shard", None) is not None:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+            if self._lock is not None:
+                self._lock.close()
+
+    @contextlib.contextmanager
+    def engine_process(self) -> Iterator[None]:
+        """Run the engine in a child process while the block runs; every call is forwarded to it.
+
+        Building points and the engine's calls hold Python's GIL, a few ms per stored page; there
+        they hold the child's, not this process's, where a thread feeding a GPU would wait for it.
+        Each call pickles its arguments, which makes searches slower: this is for bulk writes."""
+        from .engine_process import EngineProcess
+
+        with self._switch:
+            if self._child is not None:
+                raise StoreError(f"collection {self.name!r} already runs in an engine process")
+            self.flush()
             self._shard.close()
             self._shard = None
-        self._lock.close()
+            try:
+                self._child = EngineProcess(self.path.parent, self.name)  # opens it in the background
+            finally:
+                if self._child is None:
+                    self._shard = self._qe.EdgeShard.load(str(self.path / SHARD_DIR))
+        try:
+            yield
+        finally:
+            with self._switch:
+                child, self._child = self._child, None
+                try:
+                    if child is not None:
+                        child.close()
+                finally:
+                    self._shard = self._qe.EdgeShard.load(str(self.path / SHARD_DIR))
+            if child is not None:
+                child.join()  # the collection is closed there already: reopened here meanwhile
 
     # -- reading -----------------------------------------------------------------------------
 
+    @_forwarded
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
         if not ids:
             return []
         found = {str(r.id): r for r in self._shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)}
         return [Record.from_qdrant(found[i], with_vectors) for i in ids if i in found]
 
+    @_forwarded
     def count(self, where: PageFilter | None = None) -> int:
         return self._shard.count(self._qe.CountRequest(exact=True, filter=self._filter(where)))
 
+    @_forwarded
     def scroll(
         self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
     ) -> tuple[list[Record], str | None]:
@@ -180,6 +256,7 @@ class EdgeStore(Store):
         records, next_offset = self._shard.scroll(request)
         return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
 
+    @_forwarded
     def _search(self, plan: SearchPlan) -> list[Hit]:
         qe = self._qe
         flt = self._filter(plan.where)
