@@ -18,6 +18,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
+import visdoc.ingest as ingest_module
 from conftest import FIXTURE
 from visdoc.ingest import Ingestor, default_batch_size
 from visdoc.sources import chunk_spans, discover
@@ -262,15 +263,15 @@ def test_overlapped_steps_store_the_same_points_as_the_inline_pipeline(tiny_fp32
     pdf = make_pdf(tmp_path / "doc.pdf", 7)
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     stored = []
-    runs = [("inline", tiny_fp32, None, False), ("overlapped", OffHost(tiny_fp32), None, True),
-            ("overlapped, writes here", OffHost(tiny_fp32), False, False)]  # fmt: skip
+    runs = [("inline", tiny_fp32, None, False), ("overlapped", OffHost(tiny_fp32), True, True),
+            ("overlapped, small run: writes here", OffHost(tiny_fp32), None, False)]  # fmt: skip
     for name, model, write_process, in_child in runs:
         with open_store("c", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / name) as store:
             engine_process, engines = store.engine_process, []
             store.engine_process = lambda opened=engine_process, calls=engines: calls.append(1) or opened()
             ingestor = Ingestor(model, store, workers=1, batch_size=2, write_process=write_process)
             report = ingestor.ingest([pdf, tmp_path / "broken.pdf", SAMPLES])
-            assert len(engines) == in_child  # by default, off the CPU, the engine writes from a child process
+            assert len(engines) == in_child
             assert [p.path for p in report.problems] == [str(tmp_path / "broken.pdf")]
             ids = sorted(r.id for r in store.iter_records())
             stored.append((report.pages_stored, ids, store.retrieve(ids, with_vectors=True)))
@@ -282,6 +283,17 @@ def test_overlapped_steps_store_the_same_points_as_the_inline_pipeline(tiny_fp32
             assert {**a.payload, "created_at": None} == {**b.payload, "created_at": None}
             np.testing.assert_allclose(a.dense, b.dense, atol=1e-6)
             np.testing.assert_allclose(a.multivector, b.multivector, atol=1e-6)
+
+
+def test_off_the_cpu_a_large_run_stores_through_the_engine_process(tiny_fp32, tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_module, "ENGINE_PROCESS_MIN_UNITS", 6)
+    pdf = make_pdf(tmp_path / "doc.pdf", 6)
+    for model, expected in ((OffHost(tiny_fp32), 1), (tiny_fp32, 0)):  # on the CPU writes stay inline
+        with open_store("c", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / str(expected)) as store:
+            engine_process, engines = store.engine_process, []
+            store.engine_process = lambda opened=engine_process, calls=engines: calls.append(1) or opened()
+            assert Ingestor(model, store, workers=0, batch_size=2).ingest([pdf]).pages_stored == 6
+            assert len(engines) == expected and store.count() == 6
 
 
 def test_an_encode_failure_mid_run_stops_the_overlapped_pipeline_and_keeps_earlier_steps(tiny_fp32, tmp_path):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 
 import numpy as np
@@ -171,13 +172,23 @@ def test_second_process_on_an_embedded_collection_gets_a_clear_error(tmp_path):
         assert store.count() == 3
 
 
+def _alive(pid: int) -> bool:
+    """Whether the process exists (an exited child not yet waited for still does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_engine_process_takes_the_collection_and_hands_it_back(tmp_path):
     points = make_points()
     query = QueryVectors(points[4].dense, points[4].multivector[:5])
     with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
         store.upsert(points[:10])
         with store.engine_process():
-            assert [p.name for p in multiprocessing.active_children()] == ["visdoc-engine-c"]
+            pid = store._child.pid
+            assert pid != os.getpid() and _alive(pid)
             store.upsert(points[10:])
             with pytest.raises(Exception, match="dimension"):  # the engine's own error, raised here
                 store.upsert([PagePoint(point_id("x", 0), unit(np.ones(DIM + 1)), unit(np.ones((3, 128))), {})])
@@ -185,7 +196,7 @@ def test_engine_process_takes_the_collection_and_hands_it_back(tmp_path):
             with pytest.raises(StoreLockedError):  # this process still holds the collection
                 open_store("c", data_dir=tmp_path)
             store.delete_ids([points[0].id])
-        assert not multiprocessing.active_children()
+        assert store._child is None and not _alive(pid)
         assert store.count() == 23  # what the child wrote, seen here
         left = points[1:]
         expected = [left[i].id for i in np.argsort(-exact_maxsim(query.multivector, left))[:5]]
@@ -194,17 +205,111 @@ def test_engine_process_takes_the_collection_and_hands_it_back(tmp_path):
         assert store.count() == 23
 
 
+def test_engine_process_blocks_nest_and_share_one_child(tmp_path):
+    points = make_points()
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        with store.engine_process():
+            pid = store._child.pid
+            with store.engine_process():  # an Ingestor inside a caller's block does this
+                assert store._child.pid == pid
+                store.upsert(points[:12])
+            assert store._child.pid == pid and store.count() == 12  # still there for the outer block
+        assert store._child is None and store.count() == 12
+
+
+def test_engine_process_switches_under_concurrent_readers(tmp_path):
+    points = make_points()
+    errors, stop = [], threading.Event()
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        store.upsert(points[:4])
+
+        def read() -> None:
+            while not stop.is_set():
+                try:
+                    assert store.count() >= 4
+                    store.retrieve([points[0].id])
+                except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+                    errors.append(exc)
+                    return
+
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        for t in readers:
+            t.start()
+        for i in range(4):
+            with store.engine_process():
+                store.upsert(points[4 + 5 * i : 9 + 5 * i])
+        stop.set()
+        for t in readers:
+            t.join()
+        assert not errors and store.count() == 24
+
+
 def test_a_dead_engine_process_gives_a_clear_error_and_the_collection_comes_back(tmp_path):
     points = make_points()
     with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
         with pytest.raises(StoreError, match="engine process of collection 'c' stopped"):
             with store.engine_process():
                 store.upsert(points[:10])
-                multiprocessing.active_children()[0].kill()
+                os.kill(store._child.pid, signal.SIGKILL)
                 store.upsert(points[10:])
         assert store.count() == 10  # acknowledged writes survive
         store.upsert(points[10:])
         assert store.count() == 24
+
+
+def test_an_interrupted_call_stops_the_engine_process_and_keeps_the_collection(tmp_path, monkeypatch):
+    points = make_points()
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        with store.engine_process():
+            store.upsert(points[:10])
+            child = store._child
+            monkeypatch.setattr(child, "_conn", _InterruptedAfterSending(child._conn))
+            with pytest.raises(KeyboardInterrupt):  # Ctrl-C while waiting for the reply
+                store.upsert(points[10:])
+            with pytest.raises(StoreError, match="interrupted"):
+                store.count()
+        assert not _alive(child.pid)
+        assert store.count() in (10, 24)  # the interrupted write may or may not have been done
+        store.upsert(points)
+        assert store.count() == 24
+
+
+def test_a_hung_engine_process_is_stopped_at_the_end_of_the_block(tmp_path, monkeypatch):
+    from visdoc.store import engine_process
+
+    monkeypatch.setattr(engine_process, "REPLY_TIMEOUT_S", 1.0)
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        with store.engine_process():
+            store.upsert(make_points()[:5])
+            pid = store._child.pid
+            os.kill(pid, signal.SIGSTOP)
+        assert not _alive(pid) and store.count() == 5
+
+
+def test_closing_the_store_inside_the_block_releases_everything(tmp_path):
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        with store.engine_process():
+            store.upsert(make_points()[:5])
+            pid = store._child.pid
+            store.close()
+            with pytest.raises(StoreError, match="closed"):
+                store.count()
+        assert not _alive(pid)
+    with open_store("c", data_dir=tmp_path) as store:  # neither the lock nor the engine is held
+        assert store.count() == 5
+
+
+class _InterruptedAfterSending:
+    """A connection whose next recv() is interrupted, as by Ctrl-C."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def recv(self):
+        raise KeyboardInterrupt
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
 
 
 def test_server_uploads_are_split_by_request_size():

@@ -56,6 +56,8 @@ def _forwarded(method: Method) -> Method:
     @functools.wraps(method)
     def call(self: EdgeStore, *args: Any, **kwargs: Any) -> Any:
         with self._switch:
+            if self._closed:
+                raise StoreError(f"collection {self.name!r} is closed")
             if self._child is not None:
                 return self._child.call(method.__name__, args, kwargs)
             return method(self, *args, **kwargs)
@@ -76,6 +78,8 @@ class EdgeStore(Store):
         self._qe = qe
         self._switch = threading.RLock()
         self._child: EngineProcess | None = None
+        self._child_users = 0  # engine_process() blocks open (they nest and share the child)
+        self._closed = False
         self.name = name
         self.path = Path(data_dir) / name
         shard_path = self.path / SHARD_DIR
@@ -190,10 +194,11 @@ class EdgeStore(Store):
 
     def close(self) -> None:
         with self._switch:
-            if self._child is not None:
-                self._child.close()
-                self._child.join()
-                self._child = None
+            self._closed = True
+            child, self._child = self._child, None
+            if child is not None:
+                child.close()
+                child.join()
             if getattr(self, "_shard", None) is not None:
                 self._shard.flush()
                 self._shard.close()
@@ -207,32 +212,43 @@ class EdgeStore(Store):
 
         Building points and the engine's calls hold Python's GIL, a few ms per stored page; there
         they hold the child's, not this process's, where a thread feeding a GPU would wait for it.
-        Each call pickles its arguments, which makes searches slower: this is for bulk writes."""
+        Each call pickles its arguments, which makes searches slower: this is for bulk writes.
+        Blocks nest (from one thread or several): the child lives until the last one ends."""
         from .engine_process import EngineProcess
 
         with self._switch:
-            if self._child is not None:
-                raise StoreError(f"collection {self.name!r} already runs in an engine process")
-            self.flush()
-            self._shard.close()
-            self._shard = None
-            try:
-                self._child = EngineProcess(self.path.parent, self.name)  # opens it in the background
-            finally:
-                if self._child is None:
-                    self._shard = self._qe.EdgeShard.load(str(self.path / SHARD_DIR))
+            if self._closed:
+                raise StoreError(f"collection {self.name!r} is closed")
+            if self._child is None:
+                self.flush()
+                self._shard.close()
+                self._shard = None
+                try:
+                    self._child = EngineProcess(self.path.parent, self.name)  # opens it in the background
+                finally:
+                    if self._child is None:
+                        self._shard = self._reopen()
+            self._child_users += 1
         try:
             yield
         finally:
+            child = None
             with self._switch:
-                child, self._child = self._child, None
-                try:
-                    if child is not None:
-                        child.close()
-                finally:
-                    self._shard = self._qe.EdgeShard.load(str(self.path / SHARD_DIR))
+                self._child_users -= 1
+                if self._child_users == 0 and self._child is not None:
+                    child, self._child = self._child, None
+                    try:
+                        child.close()  # when it returns or raises, the child has let go of the collection
+                    finally:
+                        self._shard = self._reopen()
             if child is not None:
-                child.join()  # the collection is closed there already: reopened here meanwhile
+                child.join()  # after closing in order it only has to exit: the collection is reopened here
+
+    def _reopen(self) -> Any:
+        try:
+            return self._qe.EdgeShard.load(str(self.path / SHARD_DIR))
+        except Exception as exc:
+            raise StoreError(f"could not reopen collection {self.name!r} in this process: {exc}") from exc
 
     # -- reading -----------------------------------------------------------------------------
 

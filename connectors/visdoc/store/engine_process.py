@@ -1,16 +1,23 @@
-"""An embedded collection's engine run in a child process, its calls forwarded over a pipe.
+"""An embedded collection's engine run in a child process, its calls forwarded over a socket.
 
 qdrant-edge holds Python's GIL for the whole of each call, and the float lists it takes are built
 under the GIL too: a few milliseconds per stored page. In a process that also drives a GPU, the
 thread queueing the GPU's work waits for the GIL meanwhile and the GPU idles. In a child process
 that work holds another interpreter's GIL; this process only pickles the points (arrays travel as
-bytes) and waits on the pipe with its GIL released.
+bytes) and waits on the socket with its GIL released.
+
+The child is a fresh interpreter running this module (not a multiprocessing "spawn" child, which
+would re-import the caller's main script): it imports only the store.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import pickle
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -18,83 +25,113 @@ from typing import Any
 
 from .base import StoreError
 
-CLOSE_TIMEOUT_S = 600.0  # closing flushes the collection; a large one takes a while
+REPLY_TIMEOUT_S = 600.0  # the longest wait for the child to close the collection (a flush) and exit
 
 
 class EngineProcess:
     """A child process holding an :class:`~visdoc.store.edge.EdgeStore` of an existing collection
     whose lock this process holds; :meth:`call` runs one of its methods there, one call at a time.
 
-    It starts in the background: the first call waits until the collection is open there (or
-    raises why it could not be opened)."""
+    It starts in the background: the first call waits until the collection is open there, or
+    raises why it could not be opened. A call interrupted while it talks to the child (Ctrl-C)
+    leaves the connection unusable: later calls raise, and :meth:`close` stops the child, whose
+    acknowledged writes are in the collection's log."""
 
     def __init__(self, data_dir: Path, name: str) -> None:
         self.name = name
-        context = multiprocessing.get_context("spawn")  # never fork a process that runs torch threads
-        self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=serve, args=(str(data_dir), name, child_end),
-                                        name=f"visdoc-engine-{name}", daemon=True)  # fmt: skip
-        self._process.start()
-        child_end.close()
+        ours, theirs = socket.socketpair()
+        code = "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); " \
+               "from visdoc.store.engine_process import serve; serve(*sys.argv[2:])"  # fmt: skip
+        args = [sys.executable, "-c", code, json.dumps(sys.path), str(data_dir), name, str(theirs.fileno())]
+        self._process = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+        self._conn = Connection(ours.detach())
         self._lock = threading.Lock()
         self._opened = False
+        self._failure: BaseException | None = None  # why the child cannot be used (any more)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def call(self, method: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """``method(*args, **kwargs)`` on the child's store: its result, or its exception raised here."""
         with self._lock:
             self._wait_opened()
-            try:
-                self._conn.send((method, args, kwargs))
-            except OSError as exc:
-                raise self._stopped() from exc
-            return self._reply()
-
-    def close(self) -> None:
-        """Flush and close the collection in the child; it then exits (see :meth:`join`)."""
-        with self._lock:
-            try:
-                self._wait_opened()
-                self._conn.send(None)
-                self._reply()
-            except (StoreError, OSError):
-                pass  # it stopped or never opened the collection: there is nothing left to flush
-
-    def join(self) -> None:
-        """Wait for the child to exit (killing it if it hangs) and release the pipe."""
-        self._process.join(timeout=CLOSE_TIMEOUT_S)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._conn.close()
-
-    def _wait_opened(self) -> None:
-        if not self._opened:
-            self._reply()  # the collection opened there, or why not
-            self._opened = True
-
-    def _reply(self) -> Any:
-        try:
-            ok, value = self._conn.recv()
-        except (EOFError, OSError) as exc:
-            raise self._stopped() from exc
+            ok, value = self._exchange((method, args, kwargs))
         if not ok:
             raise value
         return value
 
+    def close(self) -> None:
+        """Have the child flush and close the collection, or stop it if it cannot be asked (it died,
+        hangs, or a call was interrupted): when this returns or raises, the child no longer has the
+        collection open. Raises what closing it in the child failed with."""
+        with self._lock:
+            try:
+                self._wait_opened()
+                ok, value = self._exchange(None, timeout=REPLY_TIMEOUT_S)
+            except Exception:
+                self.join(kill=True)  # it never opened the collection, died, hangs or was interrupted
+                return  # calls have raised why; acknowledged writes are in the collection's log
+            except BaseException:
+                self.join(kill=True)
+                raise
+            if not ok:
+                self.join()
+                raise value
+
+    def join(self, *, kill: bool = False) -> None:
+        """Wait for the child to exit (stop it first with ``kill``, or if it hangs) and drop the socket."""
+        if kill and self._process.poll() is None:
+            self._process.kill()
+        try:
+            self._process.wait(timeout=REPLY_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._conn.close()
+
+    def _wait_opened(self) -> None:
+        if not self._opened:
+            ok, value = self._exchange(None, send=False)  # the collection opened there, or why not
+            if not ok:
+                self._failure = value
+                raise value
+            self._opened = True
+
+    def _exchange(self, request: Any, *, send: bool = True, timeout: float | None = None) -> tuple[bool, Any]:
+        """Send ``request`` (unless ``send`` is false) and read the reply: ``(ok, result or error)``."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            if send:
+                self._conn.send(request)
+            if timeout is not None and not self._conn.poll(timeout):
+                raise StoreError(f"the engine process of collection {self.name!r} gave no answer in {timeout:.0f} s")
+            return self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._failure = self._stopped()
+            raise self._failure from exc
+        except BaseException:
+            self._failure = StoreError(f"a call to the engine process of collection {self.name!r} was interrupted")
+            raise
+
     def _stopped(self) -> StoreError:
-        self._process.join(timeout=5)
-        return StoreError(f"the engine process of collection {self.name!r} stopped (exit code "
-                          f"{self._process.exitcode}); writes it had not acknowledged may be lost")  # fmt: skip
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        return StoreError(f"the engine process of collection {self.name!r} stopped (exit code {code}); "
+                          "writes it had not acknowledged may be lost")  # fmt: skip
 
 
-def serve(data_dir: str, name: str, conn: Connection) -> None:
+def serve(data_dir: str, name: str, fd: str) -> None:
     """The child's loop: open the collection, answer calls until ``None``, then close it."""
-    import signal
-
     from .edge import EdgeStore
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it closes us in order
-
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it then closes us
+    conn = Connection(int(fd))
     try:
         store = EdgeStore(data_dir, name, lock=False)  # the parent holds the collection's lock
     except Exception as exc:
@@ -108,9 +145,21 @@ def serve(data_dir: str, name: str, conn: Connection) -> None:
                 conn.send((True, getattr(store, method)(*args, **kwargs)))
             except Exception as exc:
                 conn.send((False, _picklable(exc)))
-    finally:
+    except (EOFError, OSError):
+        pass  # the parent is gone: close the collection and exit
+    try:
         store.close()
-    conn.send((True, None))
+    except Exception as exc:
+        _send_if_possible(conn, (False, _picklable(exc)))
+        raise
+    _send_if_possible(conn, (True, None))
+
+
+def _send_if_possible(conn: Connection, message: tuple) -> None:
+    try:
+        conn.send(message)
+    except OSError:
+        pass
 
 
 def _picklable(exc: Exception) -> Exception:
