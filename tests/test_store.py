@@ -279,11 +279,42 @@ def test_a_hung_engine_process_is_stopped_at_the_end_of_the_block(tmp_path, monk
 
     monkeypatch.setattr(engine_process, "REPLY_TIMEOUT_S", 1.0)
     with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
-        with store.engine_process():
-            store.upsert(make_points()[:5])
-            pid = store._child.pid
-            os.kill(pid, signal.SIGSTOP)
-        assert not _alive(pid) and store.count() == 5
+        pids = []
+
+        def hang_in_block() -> None:
+            with store.engine_process():
+                store.upsert(make_points()[:5])
+                pids.append(store._child.pid)
+                os.kill(pids[0], signal.SIGSTOP)
+
+        block = threading.Thread(target=hang_in_block)
+        block.start()
+        block.join(timeout=60)
+        assert not block.is_alive(), "the end of the block waits for a hung child"
+        assert not _alive(pids[0]) and store.count() == 5
+
+
+def test_a_collection_that_cannot_be_reopened_says_so_and_leaves_no_process(tmp_path, monkeypatch):
+    with open_store("c", CollectionSpec(dim=DIM), data_dir=tmp_path) as store:
+        reopen = store._reopen
+
+        def fail_once():
+            monkeypatch.setattr(store._qe, "EdgeShard", None)  # loading fails here
+            try:
+                return reopen()
+            finally:
+                monkeypatch.undo()
+
+        monkeypatch.setattr(store, "_reopen", fail_once)
+        with pytest.raises(StoreError, match="could not reopen collection 'c'"):
+            with store.engine_process():
+                store.upsert(make_points()[:5])
+                pid = store._child.pid
+        assert not _alive(pid)
+        with pytest.raises(StoreError, match="close it and open it again"):
+            store.count()
+    with open_store("c", data_dir=tmp_path) as store:
+        assert store.count() == 5
 
 
 def test_closing_the_store_inside_the_block_releases_everything(tmp_path):
@@ -300,13 +331,16 @@ def test_closing_the_store_inside_the_block_releases_everything(tmp_path):
 
 
 class _InterruptedAfterSending:
-    """A connection whose next recv() is interrupted, as by Ctrl-C."""
+    """A connection whose next recv() is interrupted, as by Ctrl-C; later ones work."""
 
     def __init__(self, conn) -> None:
-        self._conn = conn
+        self._conn, self._interrupted = conn, False
 
     def recv(self):
-        raise KeyboardInterrupt
+        if not self._interrupted:
+            self._interrupted = True
+            raise KeyboardInterrupt
+        return self._conn.recv()
 
     def __getattr__(self, name):
         return getattr(self._conn, name)

@@ -56,8 +56,7 @@ def _forwarded(method: Method) -> Method:
     @functools.wraps(method)
     def call(self: EdgeStore, *args: Any, **kwargs: Any) -> Any:
         with self._switch:
-            if self._closed:
-                raise StoreError(f"collection {self.name!r} is closed")
+            self._check_usable()
             if self._child is not None:
                 return self._child.call(method.__name__, args, kwargs)
             return method(self, *args, **kwargs)
@@ -80,6 +79,7 @@ class EdgeStore(Store):
         self._child: EngineProcess | None = None
         self._child_users = 0  # engine_process() blocks open (they nest and share the child)
         self._closed = False
+        self._broken: StoreError | None = None  # set when the collection could not be reopened here
         self.name = name
         self.path = Path(data_dir) / name
         shard_path = self.path / SHARD_DIR
@@ -196,15 +196,17 @@ class EdgeStore(Store):
         with self._switch:
             self._closed = True
             child, self._child = self._child, None
-            if child is not None:
-                child.close()
-                child.join()
-            if getattr(self, "_shard", None) is not None:
-                self._shard.flush()
-                self._shard.close()
-                self._shard = None
-            if self._lock is not None:
-                self._lock.close()
+            try:
+                if child is not None:
+                    child.close()
+                    child.join()
+                if getattr(self, "_shard", None) is not None:
+                    self._shard.flush()
+                    self._shard.close()
+                    self._shard = None
+            finally:
+                if self._lock is not None:
+                    self._lock.close()
 
     @contextlib.contextmanager
     def engine_process(self) -> Iterator[None]:
@@ -217,14 +219,14 @@ class EdgeStore(Store):
         from .engine_process import EngineProcess
 
         with self._switch:
-            if self._closed:
-                raise StoreError(f"collection {self.name!r} is closed")
+            self._check_usable()
             if self._child is None:
                 self.flush()
                 self._shard.close()
                 self._shard = None
-                try:
-                    self._child = EngineProcess(self.path.parent, self.name)  # opens it in the background
+                try:  # the child opens it in the background
+                    lock_fd = self._lock.fileno() if self._lock is not None else None
+                    self._child = EngineProcess(self.path.parent, self.name, lock_fd=lock_fd)
                 finally:
                     if self._child is None:
                         self._shard = self._reopen()
@@ -240,15 +242,27 @@ class EdgeStore(Store):
                     try:
                         child.close()  # when it returns or raises, the child has let go of the collection
                     finally:
-                        self._shard = self._reopen()
+                        try:
+                            self._shard = self._reopen()
+                        except BaseException:
+                            child.join(kill=True)
+                            raise
             if child is not None:
                 child.join()  # after closing in order it only has to exit: the collection is reopened here
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StoreError(f"collection {self.name!r} is closed")
+        if self._broken is not None:
+            raise self._broken
 
     def _reopen(self) -> Any:
         try:
             return self._qe.EdgeShard.load(str(self.path / SHARD_DIR))
         except Exception as exc:
-            raise StoreError(f"could not reopen collection {self.name!r} in this process: {exc}") from exc
+            self._broken = StoreError(f"could not reopen collection {self.name!r} in this process ({exc}); "
+                                      "close it and open it again")  # fmt: skip
+            raise self._broken from exc
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -325,6 +339,9 @@ class _lock:
         self._file.truncate()
         self._file.write(f"process {os.getpid()}")
         self._file.flush()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
 
     def close(self) -> None:
         if not self._file.closed:

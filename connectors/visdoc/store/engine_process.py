@@ -37,14 +37,24 @@ class EngineProcess:
     leaves the connection unusable: later calls raise, and :meth:`close` stops the child, whose
     acknowledged writes are in the collection's log."""
 
-    def __init__(self, data_dir: Path, name: str) -> None:
+    def __init__(self, data_dir: Path, name: str, *, lock_fd: int | None = None) -> None:
+        """``lock_fd``: the collection's lock file, held by the child too, so that the lock outlives
+        this process while the child still flushes (if this one is killed)."""
         self.name = name
         ours, theirs = socket.socketpair()
+        path = [str(Path(__file__).resolve().parents[2]), *sys.path]  # this very visdoc first
         code = "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); " \
                "from visdoc.store.engine_process import serve; serve(*sys.argv[2:])"  # fmt: skip
-        args = [sys.executable, "-c", code, json.dumps(sys.path), str(data_dir), name, str(theirs.fileno())]
-        self._process = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
-        theirs.close()
+        args = [sys.executable, "-c", code, json.dumps(path), str(data_dir), name, str(theirs.fileno())]
+        keep = [theirs.fileno()] + ([lock_fd] if lock_fd is not None else [])
+        try:
+            # its own session: Ctrl-C in a terminal reaches this process, which then closes the child
+            self._process = subprocess.Popen(args, pass_fds=keep, stdin=subprocess.DEVNULL, start_new_session=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         self._conn = Connection(ours.detach())
         self._lock = threading.Lock()
         self._opened = False
@@ -69,7 +79,7 @@ class EngineProcess:
         collection open. Raises what closing it in the child failed with."""
         with self._lock:
             try:
-                self._wait_opened()
+                self._wait_opened(timeout=REPLY_TIMEOUT_S)
                 ok, value = self._exchange(None, timeout=REPLY_TIMEOUT_S)
             except Exception:
                 self.join(kill=True)  # it never opened the collection, died, hangs or was interrupted
@@ -82,19 +92,27 @@ class EngineProcess:
                 raise value
 
     def join(self, *, kill: bool = False) -> None:
-        """Wait for the child to exit (stop it first with ``kill``, or if it hangs) and drop the socket."""
-        if kill and self._process.poll() is None:
-            self._process.kill()
-        try:
-            self._process.wait(timeout=REPLY_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        """Wait for the child to exit (stop it first with ``kill``, or if it hangs) and drop the socket.
+        A Ctrl-C meanwhile is raised once the child is gone, never before."""
+        interrupted: BaseException | None = None
+        if kill:
+            self._process.kill()  # no-op once it has exited
+        while True:
+            try:
+                self._process.wait(timeout=REPLY_TIMEOUT_S)
+                break
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+            except BaseException as exc:  # KeyboardInterrupt: stop it, wait, then raise
+                interrupted = interrupted or exc
+                self._process.kill()
         self._conn.close()
+        if interrupted is not None:
+            raise interrupted
 
-    def _wait_opened(self) -> None:
+    def _wait_opened(self, timeout: float | None = None) -> None:
         if not self._opened:
-            ok, value = self._exchange(None, send=False)  # the collection opened there, or why not
+            ok, value = self._exchange(None, send=False, timeout=timeout)  # it opened there, or why not
             if not ok:
                 self._failure = value
                 raise value
