@@ -23,6 +23,10 @@ class UnsupportedDimError(VisdocError, ValueError):
     """The requested embedding size is not one of the checkpoint's Matryoshka dims."""
 
 
+class SourceError(VisdocError):
+    """A file or page that cannot be read; the message is meant for the ingestion summary."""
+
+
 class ImageLoadError(VisdocError, ValueError):
     """An image input could not be read or decoded; the message names its index and source."""
 

@@ -214,6 +214,10 @@ class JinaV4:
     def multivector_dim(self) -> int:
         return self.checkpoint.multivector_dim
 
+    @property
+    def pixels(self):  # noqa: ANN201
+        return self.checkpoint.pixels
+
     def __repr__(self) -> str:
         return f"JinaV4({self.name!r}, device={self.device}, dtype={self.dtype})"
 

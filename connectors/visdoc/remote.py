@@ -72,6 +72,12 @@ class RemoteJinaV4:
             json_text=tokenizer_json,
         )
 
+    device = None  # the model computes on the server
+
+    @property
+    def pixels(self) -> PixelBudget:
+        return self.checkpoint.pixels
+
     def __repr__(self) -> str:
         return f"RemoteJinaV4({self.base_url!r}, model={self.name!r})"
 

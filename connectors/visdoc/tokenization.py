@@ -43,11 +43,22 @@ class PromptTokenizer:
         if self._image_head[-1:] != [vision_start_id] or self._image_tail[:1] != [vision_end_id]:
             raise CheckpointError(f"{tokenizer_file}: vision start/end ids differ from config.json")
         self.image_token_id = image_token_id
+        self.vision_start_id = vision_start_id
+        self.vision_end_id = vision_end_id
 
     def texts(self, texts: Sequence[str], prefix: str) -> list[list[int]]:
         """Token ids of ``prefix + text`` for each text, truncated on the right to ``max_length``."""
         encodings = self._tok.encode_batch([prefix + t for t in texts], add_special_tokens=False)
         return [e.ids[: self.max_length] for e in encodings]
+
+    def token_labels(self, query: str) -> list[str]:
+        """The tokens of a query as the model sees it (prompt included), as text, one per token."""
+        ids = self.texts([query], PROMPT_PREFIXES["query"])[0]
+        return [self._tok.decode([i]) for i in ids]
+
+    def to_json(self) -> str:
+        """The tokenizer's definition (``tokenizer.json``), for a client that tokenises alike."""
+        return self._tok.to_str()
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of ``text`` (no prompt), for chunking long texts."""
