@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..points import PagePoint, point_id
 from .base import (
     SEARCH_MODES,
     CollectionNotFoundError,
@@ -15,13 +16,14 @@ from .base import (
     StoreError,
     StoreLockedError,
 )
-from .schema import DEFAULT_COLLECTION, CollectionSpec, Hit, PageFilter, PagePoint, Record, point_id
+from .schema import DEFAULT_COLLECTION, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record
 
 DATA_DIR_ENV = "VISDOC_DATA_DIR"
 DEFAULT_DATA_DIR = "visdoc_data"
 
 __all__ = [
     "SEARCH_MODES",
+    "SPEC_FILE",
     "CollectionNotFoundError",
     "CollectionSpec",
     "Hit",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import VisdocError
+from ..points import IMAGE_GRID, PagePoint, image_grid
 from .schema import (
     DEFAULT_POOLED_PREFETCH,
     DEFAULT_PREFETCH,
@@ -19,7 +20,6 @@ from .schema import (
     CollectionSpec,
     Hit,
     PageFilter,
-    PagePoint,
     Record,
 )
 
@@ -217,12 +217,10 @@ def stored_vectors(point: PagePoint, spec: CollectionSpec) -> dict[str, list]:
 def stored_payload(point: PagePoint, spec: CollectionSpec) -> dict[str, Any]:
     """A point's payload as stored: a page image's token grid is added (``image_grid``: rows, cols
     and where its tokens are in the multivector) unless token pooling merges them or it is there."""
-    from ..heatmap import GRID_FIELD, image_grid
-
-    if point.grid is None or spec.token_pool_factor > 1 or GRID_FIELD in point.payload:
+    if point.grid is None or spec.token_pool_factor > 1 or IMAGE_GRID in point.payload:
         return point.payload
     grid = image_grid(point.grid, point.content_span, len(point.multivector))
-    return point.payload if grid is None else {**point.payload, GRID_FIELD: grid.to_payload()}
+    return point.payload if grid is None else {**point.payload, IMAGE_GRID: grid.to_payload()}
 
 
 def row_column_means(tokens: Any, grid: tuple[int, int], span: tuple[int, int] | None) -> Any:

@@ -1,4 +1,9 @@
-"""Embedded backend: Qdrant's engine in-process (qdrant-edge), one directory per collection."""
+"""Embedded backend: Qdrant's engine in-process (qdrant-edge), one directory per collection.
+
+An :class:`EdgeStore` runs in the caller's process; inside :meth:`EdgeStore.engine_process` its
+calls are forwarded (:mod:`visdoc.store.engine_process`) to a child process that runs
+:mod:`visdoc.store.engine_child`, which holds an :class:`EdgeStore` of its own.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from ..points import INDEXED_FIELDS, PagePoint
 from .base import (
     CollectionNotFoundError,
     SearchPlan,
@@ -23,25 +29,12 @@ from .base import (
     stored_payload,
     stored_vectors,
 )
-from .schema import (
-    DENSE,
-    INDEXED_FIELDS,
-    MULTI,
-    MULTIVECTOR_DIM,
-    POOLED,
-    ROWCOL,
-    CollectionSpec,
-    Hit,
-    PageFilter,
-    PagePoint,
-    Record,
-)
+from .schema import SCALAR_QUANTILE, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record, VectorLayout, vector_layout
 
 if TYPE_CHECKING:
     from .engine_process import EngineProcess
 
 SHARD_DIR = "shard"
-SPEC_FILE = "visdoc.json"
 LOCK_FILE = ".lock"
 FLUSH_EVERY_BYTES = 256 << 20  # bound the WAL: it keeps a second copy of everything until flush()
 UPDATE_POINTS = 16  # points per engine call: the engine holds the GIL for a whole call (~2 ms per page)
@@ -110,48 +103,30 @@ class EdgeStore(Store):
         self._unflushed = 0
 
     def _config(self, spec: CollectionSpec) -> Any:
+        return self._qe.EdgeConfig(vectors={name: self._params(v) for name, v in vector_layout(spec).items()})
+
+    def _params(self, vector: VectorLayout) -> Any:
+        """qdrant-edge's parameters of a named vector (settings left open get Qdrant's defaults)."""
         qe = self._qe
         datatypes = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
-        datatype = datatypes[spec.multivector_datatype]
         quantization = {
             "none": None,
-            "scalar": qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True),
+            "scalar": qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=SCALAR_QUANTILE, always_ram=True),
             "binary": qe.BinaryQuantizationConfig(always_ram=True),
-        }[spec.quantization]
-        return qe.EdgeConfig(
-            vectors={
-                DENSE: qe.EdgeVectorParams(
-                    size=spec.dim,
-                    distance=qe.Distance.Cosine,
-                    on_disk=spec.on_disk,
-                    hnsw_config=qe.HnswIndexConfig(
-                        m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=10_000
-                    ),  # fmt: skip
-                ),
-                MULTI: qe.EdgeVectorParams(
-                    size=MULTIVECTOR_DIM,
-                    distance=qe.Distance.Cosine,
-                    on_disk=spec.on_disk,
-                    multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-                    datatype=datatype,
-                    quantization_config=quantization,
-                    hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
-                ),
-            }
-            | ({POOLED: self._pooled_params()} if spec.pool_size else {})
-            | ({ROWCOL: self._pooled_params()} if spec.rowcol else {})
+        }[vector.quantization]
+        hnsw = qe.HnswIndexConfig(  # qdrant-edge needs every value: Qdrant's defaults where the layout has none
+            m=vector.hnsw_m,
+            ef_construct=100 if vector.hnsw_ef_construct is None else vector.hnsw_ef_construct,
+            full_scan_threshold=10_000 if vector.full_scan_threshold is None else vector.full_scan_threshold,
         )
-
-    def _pooled_params(self) -> Any:
-        """A small prefetch multivector (no HNSW) scored by dot product against the query's
-        cluster sums, whose lengths carry how many query tokens they stand for."""
-        qe = self._qe
         return qe.EdgeVectorParams(
-            size=MULTIVECTOR_DIM,
-            distance=qe.Distance.Dot,
-            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-            datatype=qe.VectorStorageDatatype.Float16,
-            hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10),
+            size=vector.size,
+            distance={"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot}[vector.distance],
+            on_disk=vector.on_disk,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if vector.multivector else None,
+            datatype=datatypes[vector.datatype] if vector.datatype else None,
+            quantization_config=quantization,
+            hnsw_config=hnsw,
         )
 
     # -- writing -----------------------------------------------------------------------------
@@ -314,10 +289,6 @@ class EdgeStore(Store):
             "ids": lambda _, ids: qe.HasIdCondition(set(ids)),
         }
         return qe.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
-
-
-def _floats(array: Any) -> Any:
-    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 class _lock:

@@ -1,4 +1,6 @@
-"""An embedded collection's engine run in a child process, its calls forwarded over a socket.
+"""An embedded collection's engine run in a child process, its calls forwarded over a socket. This
+module is the parent's side (it starts the child and forwards the calls); the child runs
+:mod:`visdoc.store.engine_child`.
 
 qdrant-edge holds Python's GIL for the whole of each call, and the float lists it takes are built
 under the GIL too: a few milliseconds per stored page. In a process that also drives a GPU, the
@@ -6,15 +8,14 @@ thread queueing the GPU's work waits for the GIL meanwhile and the GPU idles. In
 that work holds another interpreter's GIL; this process only pickles the points (arrays travel as
 bytes) and waits on the socket with its GIL released.
 
-The child is a fresh interpreter running this module (not a multiprocessing "spawn" child, which
-would re-import the caller's main script): it imports only the store.
+The child is a fresh interpreter running :func:`visdoc.store.engine_child.serve` (not a
+multiprocessing "spawn" child, which would re-import the caller's main script): it imports only the
+store. The parent never imports the child's side.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +45,7 @@ class EngineProcess:
         ours, theirs = socket.socketpair()
         path = [str(Path(__file__).resolve().parents[2]), *sys.path]  # this very visdoc first
         code = "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); " \
-               "from visdoc.store.engine_process import serve; serve(*sys.argv[2:])"  # fmt: skip
+               "from visdoc.store.engine_child import serve; serve(*sys.argv[2:])"  # fmt: skip
         args = [sys.executable, "-c", code, json.dumps(path), str(data_dir), name, str(theirs.fileno())]
         keep = [theirs.fileno()] + ([lock_fd] if lock_fd is not None else [])
         try:
@@ -142,48 +143,3 @@ class EngineProcess:
             code = None
         return StoreError(f"the engine process of collection {self.name!r} stopped (exit code {code}); "
                           "writes it had not acknowledged may be lost")  # fmt: skip
-
-
-def serve(data_dir: str, name: str, fd: str) -> None:
-    """The child's loop: open the collection, answer calls until ``None``, then close it."""
-    from .edge import EdgeStore
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it then closes us
-    conn = Connection(int(fd))
-    try:
-        store = EdgeStore(data_dir, name, lock=False)  # the parent holds the collection's lock
-    except Exception as exc:
-        conn.send((False, _picklable(exc)))
-        return
-    conn.send((True, None))
-    try:
-        while (request := conn.recv()) is not None:
-            method, args, kwargs = request
-            try:
-                conn.send((True, getattr(store, method)(*args, **kwargs)))
-            except Exception as exc:
-                conn.send((False, _picklable(exc)))
-    except (EOFError, OSError):
-        pass  # the parent is gone: close the collection and exit
-    try:
-        store.close()
-    except Exception as exc:
-        _send_if_possible(conn, (False, _picklable(exc)))
-        raise
-    _send_if_possible(conn, (True, None))
-
-
-def _send_if_possible(conn: Connection, message: tuple) -> None:
-    try:
-        conn.send(message)
-    except OSError:
-        pass
-
-
-def _picklable(exc: Exception) -> Exception:
-    """The exception itself where it survives pickling, else a StoreError carrying its text."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return StoreError(f"{type(exc).__name__}: {exc}")
-    return exc

@@ -1,10 +1,14 @@
-"""What a visdoc collection holds: vector names, storage options, payload fields, point ids."""
+"""What a visdoc collection is made of: its named vectors and how each is stored (one layout, which
+each backend translates for its client), the settings fixed at creation, filters and what reads
+return. The payload's keys and kinds, point ids and :class:`PagePoint` belong to :mod:`visdoc.points`.
+"""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from ..points import DOCUMENT_ID, KIND, PAGE, SOURCE, Kind
 
 DENSE = "dense"
 MULTI = "multi"
@@ -12,26 +16,14 @@ POOLED = "pooled"
 ROWCOL = "rowcol"
 MULTIVECTOR_DIM = 128
 DEFAULT_COLLECTION = "visdoc"
+SPEC_FILE = "visdoc.json"  # an embedded collection's spec, in its folder next to the engine's shard
 DEFAULT_PREFETCH = 100
 DEFAULT_POOLED_PREFETCH = 64
+SCALAR_QUANTILE = 0.99  # scalar quantization's int8 range covers this quantile of the values
 
 Datatype = Literal["float32", "float16"]  # Qdrant's uint8 stores pre-quantized integers: use quantization="scalar"
 Quantization = Literal["none", "scalar", "binary"]
-Kind = Literal["page_image", "text_chunk"]
-
-# payload fields (one point = one page of a document or one chunk of a text file)
-DOCUMENT_ID = "document_id"
-SOURCE = "source"
-PAGE = "page"
-KIND = "kind"
-INDEXED_FIELDS = {DOCUMENT_ID: "keyword", SOURCE: "keyword", PAGE: "integer"}
-
-_ID_NAMESPACE = uuid.UUID("5b0f1c3e-7a43-4c1e-9d2a-6c1b2f0e8a11")
-
-
-def point_id(document_id: str, page: int) -> str:
-    """Deterministic point id of a page: re-ingesting the same content rewrites the same points."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{document_id}:{page}"))
+Distance = Literal["cosine", "dot"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +77,50 @@ class CollectionSpec:
 
 
 @dataclass(frozen=True)
+class VectorLayout:
+    """How one named vector is stored, in neither client's terms: the embedded backend and the
+    server backend each translate it. None leaves a setting to the engine's default."""
+
+    size: int
+    distance: Distance
+    multivector: bool = False  # rows of ``size`` compared with MaxSim
+    datatype: Datatype | None = None
+    on_disk: bool | None = None
+    quantization: Quantization = "none"  # a compressed copy scored first, rescored with the originals
+    hnsw_m: int = 16  # 0: no HNSW graph, every search scores exactly
+    hnsw_ef_construct: int | None = None
+    full_scan_threshold: int | None = None  # the embedded engine's; a server keeps its configured one
+
+
+def vector_layout(spec: CollectionSpec) -> dict[str, VectorLayout]:
+    """The named vectors of a collection created with ``spec``."""
+    layout = {
+        DENSE: VectorLayout(
+            spec.dim, "cosine", on_disk=spec.on_disk, hnsw_m=spec.hnsw_m, hnsw_ef_construct=spec.hnsw_ef_construct
+        ),
+        MULTI: VectorLayout(  # it only reranks: no HNSW graph
+            MULTIVECTOR_DIM,
+            "cosine",
+            multivector=True,
+            datatype=spec.multivector_datatype,
+            on_disk=spec.on_disk,
+            quantization=spec.quantization,
+            hnsw_m=0,
+        ),
+    }
+    # small prefetch multivectors scored by dot product against the query's cluster sums, whose
+    # lengths carry how many query tokens they stand for
+    prefetch = VectorLayout(
+        MULTIVECTOR_DIM, "dot", multivector=True, datatype="float16", hnsw_m=0, full_scan_threshold=10
+    )
+    if spec.pool_size:
+        layout[POOLED] = prefetch
+    if spec.rowcol:
+        layout[ROWCOL] = prefetch
+    return layout
+
+
+@dataclass(frozen=True)
 class PageFilter:
     """Payload filter for search, count, scroll and delete. Empty fields do not filter."""
 
@@ -118,18 +154,6 @@ class PageFilter:
         for key, value in self.fields:
             out.append(("any", key, list(value)) if isinstance(value, (list, tuple, set)) else ("match", key, value))
         return out
-
-
-@dataclass
-class PagePoint:
-    """One stored page or text chunk: both vectors and the payload."""
-
-    id: str
-    dense: Any  # np.ndarray [dim] float32
-    multivector: Any  # np.ndarray [tokens, 128] float32
-    payload: dict[str, Any]
-    content_span: tuple[int, int] | None = None  # tokens token pooling may merge (default: all)
-    grid: tuple[int, int] | None = None  # (rows, cols) of a page image's content tokens
 
 
 @dataclass

@@ -7,19 +7,19 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..points import INDEXED_FIELDS, PagePoint
 from .base import CollectionNotFoundError, SearchPlan, Store, StoreError, stored_payload, stored_vectors
 from .schema import (
     DENSE,
-    INDEXED_FIELDS,
     MULTI,
     MULTIVECTOR_DIM,
-    POOLED,
-    ROWCOL,
+    SCALAR_QUANTILE,
     CollectionSpec,
     Hit,
     PageFilter,
-    PagePoint,
     Record,
+    VectorLayout,
+    vector_layout,
 )
 
 MAX_REQUEST_BYTES = 16 << 20  # the server refuses requests over 32 MB by default
@@ -66,7 +66,7 @@ class ServerStore(Store):
         self._own_client = client is None
         self.client = client or QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout,
                                              grpc_port=grpc_port_for(url))  # fmt: skip
-        self._grpc = bool(getattr(self.client, "_prefer_grpc", False) or (client is None and prefer_grpc))
+        self._grpc = bool(self.client.init_options.get("prefer_grpc"))
         self.max_request_bytes = max_request_bytes
         if self.client.collection_exists(name):
             self.spec = self._read_spec()
@@ -79,53 +79,43 @@ class ServerStore(Store):
             self._create(spec, shard_number, replication_factor, write_consistency_factor)
 
     def _create(self, spec: CollectionSpec, shards: int | None, replicas: int | None, consistency: int | None) -> None:
-        m = self._m
-        datatype = {"float32": m.Datatype.FLOAT32, "float16": m.Datatype.FLOAT16}
-        quantization = {
-            "none": None,
-            "scalar": m.ScalarQuantization(
-                scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99, always_ram=True)
-            ),  # fmt: skip
-            "binary": m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True)),
-        }[spec.quantization]
-        pooled_params = m.VectorParams(  # dot product: query cluster sums carry their token counts as length
-            size=MULTIVECTOR_DIM,
-            distance=m.Distance.DOT,
-            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
-            hnsw_config=m.HnswConfigDiff(m=0),
-            datatype=m.Datatype.FLOAT16,
-        )
         self.client.create_collection(
             self.name,
-            vectors_config={
-                DENSE: m.VectorParams(
-                    size=spec.dim,
-                    distance=m.Distance.COSINE,
-                    on_disk=spec.on_disk,
-                    hnsw_config=m.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct),
-                ),
-                MULTI: m.VectorParams(
-                    size=MULTIVECTOR_DIM,
-                    distance=m.Distance.COSINE,
-                    on_disk=spec.on_disk,
-                    multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
-                    hnsw_config=m.HnswConfigDiff(m=0),
-                    datatype=datatype[spec.multivector_datatype],
-                    quantization_config=quantization,
-                ),
-            }
-            | ({POOLED: pooled_params} if spec.pool_size else {})
-            | ({ROWCOL: pooled_params} if spec.rowcol else {}),
+            vectors_config={name: self._params(vector) for name, vector in vector_layout(spec).items()},
             shard_number=shards,
             replication_factor=replicas,
             write_consistency_factor=consistency,
             metadata={"visdoc": json.dumps(spec.to_json())},
         )
+        m = self._m
         schema = {"keyword": m.PayloadSchemaType.KEYWORD, "integer": m.PayloadSchemaType.INTEGER}
         with warnings.catch_warnings():  # local mode says indexes have no effect there
             warnings.simplefilter("ignore")
             for field, kind in INDEXED_FIELDS.items():
                 self.client.create_payload_index(self.name, field, field_schema=schema[kind], wait=True)
+
+    def _params(self, vector: VectorLayout) -> Any:
+        """qdrant-client's parameters of a named vector (settings left open get the server's defaults)."""
+        m = self._m
+        datatypes = {"float32": m.Datatype.FLOAT32, "float16": m.Datatype.FLOAT16}
+        quantization = {
+            "none": None,
+            "scalar": m.ScalarQuantization(
+                scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=SCALAR_QUANTILE, always_ram=True)
+            ),
+            "binary": m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True)),
+        }[vector.quantization]
+        return m.VectorParams(
+            size=vector.size,
+            distance={"cosine": m.Distance.COSINE, "dot": m.Distance.DOT}[vector.distance],
+            on_disk=vector.on_disk,
+            multivector_config=(
+                m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM) if vector.multivector else None
+            ),
+            hnsw_config=m.HnswConfigDiff(m=vector.hnsw_m, ef_construct=vector.hnsw_ef_construct),
+            datatype=datatypes[vector.datatype] if vector.datatype else None,
+            quantization_config=quantization,
+        )
 
     def _read_spec(self) -> CollectionSpec:
         config = self.client.get_collection(self.name).config
