@@ -272,3 +272,25 @@ def test_hub_ids_are_fetched_with_huggingface_hub(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(CheckpointError, match="could not fetch jinaai/jina-embeddings-v4.*network unreachable"):
         JinaV4.from_pretrained("jinaai/jina-embeddings-v4")
+
+
+def test_each_result_item_says_where_its_content_tokens_and_image_patches_are(tiny_fp32, fixture_inputs):
+    from visdoc.points import PAGE_IMAGE, TEXT_CHUNK
+
+    images = tiny_fp32.encode_images(fixture_inputs["images"], multivector=True)
+    merge = tiny_fp32.pixels.merge_size
+    for i, path in enumerate(fixture_inputs["images"]):
+        item = images.item(i)
+        assert item.tokens == len(item.multivector)
+        assert item.content_span == tiny_fp32.tokenizer.content_span(PAGE_IMAGE, item.tokens)
+        with Image.open(path) as image:
+            grid = tiny_fp32.preprocessor.grid(*image.size)
+        assert item.grid == (grid.h // merge, grid.w // merge)
+        start, end = item.content_span
+        assert end - start == item.grid[0] * item.grid[1]  # the patches, row by row
+    texts = tiny_fp32.encode_texts(["a passage of text", "x"], prompt_name="passage", multivector=True)
+    for i in range(2):
+        item = texts.item(i)
+        assert item.grid is None and item.tokens == len(item.multivector)
+        assert item.content_span == tiny_fp32.tokenizer.content_span(TEXT_CHUNK, item.tokens, "passage")
+        assert item.content_span[0] > 0  # the prompt's tokens are not content

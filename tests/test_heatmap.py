@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE
-from visdoc.heatmap import GRID_FIELD, ImageGrid, image_grid, patch_heatmap
+from visdoc.heatmap import patch_heatmap
+from visdoc.points import IMAGE_GRID as GRID_FIELD
+from visdoc.points import ImageGrid, image_grid
 
 SAMPLES = FIXTURE.parents[2] / "examples" / "data"
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from visdoc.checkpoint import read_checkpoint
-from visdoc.preprocess import ImageGrid, ImagePreprocessor, smart_resize
+from visdoc.preprocess import PatchGrid, ImagePreprocessor, smart_resize
 
 BUDGET = dict(factor=28, min_pixels=3136, max_pixels=602112)
 
@@ -43,7 +43,7 @@ def test_patches_follow_the_qwen2_vl_layout():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (56, 84, 3), dtype=np.uint8))
     grid = pre.grid(84, 56)
-    assert grid == ImageGrid(1, 4, 6) and grid.tokens(2) == 6
+    assert grid == PatchGrid(1, 4, 6) and grid.tokens(2) == 6
     patches = pre.patches(image, grid)
     assert patches.shape == (24, 3 * 2 * 14 * 14) and patches.dtype == torch.float32
     # first patch = top-left 14x14 block, channel-major, repeated for the two temporal frames

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .encoder.contract import Encoder, EncodeResult
 from .errors import (
     CheckpointError,
     ImageLoadError,
@@ -15,15 +16,15 @@ from .errors import (
     UnsupportedDimError,
     VisdocError,
 )
-from .outputs import EncodeResult
 
 if TYPE_CHECKING:
-    from .model import JinaV4
+    from .encoder.local import JinaV4
 
 __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "EncodeResult",
+    "Encoder",
     "ImageLoadError",
     "JinaV4",
     "UnknownPromptError",
@@ -35,7 +36,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "JinaV4":
-        from .model import JinaV4
+        from .encoder.local import JinaV4
 
         return JinaV4
     raise AttributeError(f"module 'visdoc' has no attribute {name!r}")

@@ -13,46 +13,9 @@ from typing import Any
 
 import numpy as np
 
-GRID_FIELD = "image_grid"
+from .points import ImageGrid
 
-
-@dataclass(frozen=True)
-class ImageGrid:
-    """``rows x cols`` merged image tokens stored at ``[start, start + rows * cols)`` of a multivector
-    of ``tokens`` rows."""
-
-    rows: int
-    cols: int
-    start: int
-    tokens: int
-
-    @property
-    def end(self) -> int:
-        return self.start + self.rows * self.cols
-
-    def to_payload(self) -> dict[str, int]:
-        return {"rows": self.rows, "cols": self.cols, "start": self.start, "end": self.end, "tokens": self.tokens}
-
-    @classmethod
-    def from_payload(cls, value: Any) -> ImageGrid | None:
-        """The grid stored in a payload, or None when it is missing or inconsistent."""
-        try:
-            rows, cols, start, tokens = (int(value[key]) for key in ("rows", "cols", "start", "tokens"))
-            end = int(value.get("end", start + rows * cols))
-        except (TypeError, KeyError, ValueError):
-            return None
-        return image_grid((rows, cols), (start, end), tokens)
-
-
-def image_grid(grid: tuple[int, int] | None, span: tuple[int, int] | None, n_tokens: int) -> ImageGrid | None:
-    """The grid of a page's tokens as embedded, when ``span`` holds exactly ``rows * cols`` tokens."""
-    if grid is None:
-        return None
-    rows, cols = int(grid[0]), int(grid[1])
-    start, end = span if span is not None else (0, n_tokens)
-    if rows <= 0 or cols <= 0 or end - start != rows * cols or not 0 <= start <= end <= n_tokens:
-        return None
-    return ImageGrid(rows, cols, int(start), int(n_tokens))
+__all__ = ["Heatmap", "patch_heatmap"]
 
 
 @dataclass

@@ -41,7 +41,7 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 @dataclass(frozen=True)
-class ImageGrid:
+class PatchGrid:
     """Patch grid of one image: temporal, height and width in vision patches."""
 
     t: int
@@ -51,6 +51,10 @@ class ImageGrid:
     def tokens(self, merge_size: int) -> int:
         """Number of language-model tokens (``<|image_pad|>``) the image expands to."""
         return self.t * self.h * self.w // (merge_size * merge_size)
+
+    def merged(self, merge_size: int) -> tuple[int, int]:
+        """(rows, cols) of the language-model tokens the patches merge into."""
+        return self.h // merge_size, self.w // merge_size
 
 
 class ImagePreprocessor:
@@ -74,20 +78,20 @@ class ImagePreprocessor:
                                   torch.tensor(shift, device=device).view(1, -1, 1))  # fmt: skip
         return self._affines[key]
 
-    def grid(self, width: int, height: int, max_pixels: int | None = None) -> ImageGrid:
+    def grid(self, width: int, height: int, max_pixels: int | None = None) -> PatchGrid:
         """The patch grid an image of this size gets under the (optionally lowered) pixel cap."""
         b = self.budget
         cap = b.max_pixels if max_pixels is None else max_pixels
         if cap < b.min_pixels:
             raise ValueError(f"max_pixels={cap} is below the checkpoint's min_pixels={b.min_pixels}")
         h, w = smart_resize(height, width, b.factor, b.min_pixels, cap)
-        return ImageGrid(1, h // b.patch_size, w // b.patch_size)
+        return PatchGrid(1, h // b.patch_size, w // b.patch_size)
 
-    def patches(self, image: Image.Image, grid: ImageGrid) -> torch.Tensor:
+    def patches(self, image: Image.Image, grid: PatchGrid) -> torch.Tensor:
         """``[t*h*w, 3 * temporal * patch * patch]`` float32 patches of an RGB image (the model's input)."""
         return self.normalize(self.pixels(image, grid))
 
-    def pixels(self, image: Image.Image, grid: ImageGrid, out: torch.Tensor | None = None) -> torch.Tensor:
+    def pixels(self, image: Image.Image, grid: PatchGrid, out: torch.Tensor | None = None) -> torch.Tensor:
         """``[t*h*w, 3, patch * patch]`` uint8 patches of an RGB image resized to ``grid``, written
         into ``out`` when given: what travels to the model's device, 8x smaller than its float
         input (:meth:`normalize` finishes them there)."""

@@ -9,10 +9,10 @@ from .store import Hit, PageFilter, QueryVectors, SearchMode, Store
 from .store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
 if TYPE_CHECKING:
-    from .model import JinaV4
+    from .encoder import Encoder
 
 
-def embed_query(model: JinaV4, query: str | ImageInput, store: Store, *, image: bool = False) -> QueryVectors:
+def embed_query(model: Encoder, query: str | ImageInput, store: Store, *, image: bool = False) -> QueryVectors:
     """Dense and multivector query embedding from one forward pass, sized for the collection."""
     spec = store.spec
     if image:
@@ -25,7 +25,7 @@ def embed_query(model: JinaV4, query: str | ImageInput, store: Store, *, image: 
 
 
 def search(
-    model: JinaV4,
+    model: Encoder,
     store: Store,
     query: str | ImageInput,
     *,

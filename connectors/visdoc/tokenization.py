@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CheckpointError
+from .points import PAGE_IMAGE
 
 PROMPT_PREFIXES = {"query": "Query: ", "passage": "Passage: "}
 IMAGE_PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|>\n"
@@ -14,6 +15,16 @@ PAD_TOKEN = "<|endoftext|>"
 
 class PromptTokenizer:
     """Tokenises prompted texts and builds the fixed image prompt around ``n`` image tokens."""
+
+    @classmethod
+    def from_config(
+        cls, config: dict, tokenizer_json: str | Path, *, max_length: int, text: str | None = None
+    ) -> PromptTokenizer:
+        """The tokenizer of a checkpoint from its ``config.json`` (token ids) and ``tokenizer.json``
+        (a path, or its ``text``)."""
+        return cls(tokenizer_json, image_token_id=config["image_token_id"],
+                   vision_start_id=config["vision_start_token_id"], vision_end_id=config["vision_end_token_id"],
+                   max_length=max_length, json_text=text)  # fmt: skip
 
     def __init__(
         self,
@@ -45,6 +56,7 @@ class PromptTokenizer:
         self.image_token_id = image_token_id
         self.vision_start_id = vision_start_id
         self.vision_end_id = vision_end_id
+        self._prefix_lengths: dict[str, int] = {}
 
     def texts(self, texts: Sequence[str], prefix: str) -> list[list[int]]:
         """Token ids of ``prefix + text`` for each text, truncated on the right to ``max_length``."""
@@ -68,11 +80,15 @@ class PromptTokenizer:
         """``[start, end)`` of the content tokens in an embedded sequence of ``n_tokens``: the image
         patches of a page (between ``<|vision_start|>`` and ``<|vision_end|>``) or the text after
         its prompt prefix. Token pooling merges only these; prompt and template tokens stay."""
-        if kind == "page_image":
+        if kind == PAGE_IMAGE:
             head, tail = len(self._image_head), len(self._image_tail)
             return head, n_tokens - tail
-        prefix = len(self.texts([""], PROMPT_PREFIXES[prompt_name])[0])
-        return min(prefix, n_tokens), n_tokens
+        return min(self._prefix_tokens(prompt_name), n_tokens), n_tokens
+
+    def _prefix_tokens(self, prompt_name: str) -> int:
+        if prompt_name not in self._prefix_lengths:
+            self._prefix_lengths[prompt_name] = len(self.texts([""], PROMPT_PREFIXES[prompt_name])[0])
+        return self._prefix_lengths[prompt_name]
 
     def image(self, n_image_tokens: int) -> tuple[list[int], int, int]:
         """Ids of the image prompt with ``n`` image tokens, and the pooled span [start, end).

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 
 if TYPE_CHECKING:
-    from visdoc import JinaV4
+    from visdoc.encoder import Encoder
 
 
 class JinaV4Embeddings(Embeddings):
@@ -27,7 +27,7 @@ class JinaV4Embeddings(Embeddings):
 
     def __init__(
         self,
-        model: str | os.PathLike | JinaV4 | None = None,
+        model: str | os.PathLike | Encoder | None = None,
         *,
         task: str = "retrieval",
         dim: int | None = None,
@@ -37,17 +37,17 @@ class JinaV4Embeddings(Embeddings):
         base_url: str | None = None,
         api_key: str | None = None,
     ) -> None:
-        from visdoc.model import model_argument
+        from visdoc.encoder import model_argument
 
         self.model_name, self._model = model_argument(model)
         self.base_url, self.api_key = base_url, api_key
         self.task, self.dim, self.batch_size, self.device, self.dtype = task, dim, batch_size, device, dtype
 
     @property
-    def model(self) -> JinaV4:
+    def model(self) -> Encoder:
         """The encoder (loaded on first access, shared between objects)."""
         if self._model is None:
-            from visdoc.model import connect
+            from visdoc.encoder import connect
 
             self._model = connect(self.model_name, base_url=self.base_url, api_key=self.api_key, device=self.device,
                                   dtype=self.dtype)  # fmt: skip

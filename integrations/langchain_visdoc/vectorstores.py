@@ -12,7 +12,19 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from visdoc.documents import framework_payload, image_reference, metadata_filter, point_id_for, unpack
+from visdoc.points import (
+    IMAGE_PATH,
+    PAGE_IMAGE,
+    SOURCE,
+    TEXT_CHUNK,
+    framework_payload,
+    framework_points,
+    image_reference,
+    metadata_filter,
+    point_id_for,
+    unpack,
+)
+from visdoc.store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
 from .embeddings import JinaV4Embeddings
 
@@ -42,8 +54,8 @@ class VisdocVectorStore(VectorStore):
         api_key: str | None = None,
         client: Any = None,
         store: Store | None = None,
-        prefetch: int = 100,
-        pooled_prefetch: int = 64,
+        prefetch: int = DEFAULT_PREFETCH,
+        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
         **server_options: Any,
     ) -> None:
         if not isinstance(embedding, JinaV4Embeddings):
@@ -92,22 +104,25 @@ class VisdocVectorStore(VectorStore):
         ids = kwargs.get("ids") or [doc.id or str(uuid.uuid4()) for doc in documents]
         if len(ids) != len(documents):
             raise ValueError(f"got {len(ids)} ids for {len(documents)} documents")
-        pages = [i for i, doc in enumerate(documents) if doc.metadata.get("image_path")]
-        texts = [i for i, doc in enumerate(documents) if not doc.metadata.get("image_path")]
-        model, task, dim = self.embedding.model, self.embedding.task, self.embedding.dim or None
+        pages = [i for i, doc in enumerate(documents) if doc.metadata.get(IMAGE_PATH)]
+        texts = [i for i, doc in enumerate(documents) if not doc.metadata.get(IMAGE_PATH)]
+        model, task, dim, batch = (
+            self.embedding.model,
+            self.embedding.task,
+            self.embedding.dim,
+            self.embedding.batch_size,
+        )
         points = []
         if texts:
             result = model.encode_texts([documents[i].page_content for i in texts], task=task, prompt_name="passage",
-                                        dim=dim, multivector=True, batch_size=self.embedding.batch_size)  # fmt: skip
-            points += self._points([(ids[i], documents[i], "text_chunk") for i in texts], result)
+                                        dim=dim, multivector=True, batch_size=batch)  # fmt: skip
+            points += framework_points(result, [self._payload(ids[i], documents[i], TEXT_CHUNK) for i in texts])
         if pages:
-            from visdoc.documents import load_page_image, page_grid
+            from visdoc.documents import load_page_image
 
-            images = [load_page_image(documents[i].metadata["image_path"]) for i in pages]
-            result = model.encode_images(images, task=task, dim=dim, multivector=True,
-                                         batch_size=self.embedding.batch_size)  # fmt: skip
-            grids = [page_grid(model, image) for image in images]
-            points += self._points([(ids[i], documents[i], "page_image") for i in pages], result, grids)
+            images = [load_page_image(documents[i].metadata[IMAGE_PATH]) for i in pages]
+            result = model.encode_images(images, task=task, dim=dim, multivector=True, batch_size=batch)
+            points += framework_points(result, [self._payload(ids[i], documents[i], PAGE_IMAGE) for i in pages])
         with self._lock:
             self.store.upsert(points)
         return list(ids)
@@ -118,7 +133,7 @@ class VisdocVectorStore(VectorStore):
         """Embed image files as pages (empty ``page_content``; ``image_path`` and ``source`` set)."""
         metadatas = metadatas or [{} for _ in uris]
         documents = [
-            Document(page_content="", metadata={"source": str(uri), "image_path": image_reference(uri, 0)} | dict(m))
+            Document(page_content="", metadata={SOURCE: str(uri), IMAGE_PATH: image_reference(uri, 0)} | dict(m))
             for uri, m in zip(uris, metadatas, strict=True)
         ]
         return self.add_documents(documents, ids=ids)
@@ -133,20 +148,9 @@ class VisdocVectorStore(VectorStore):
         with self._lock:
             return Ingestor(self.embedding.model, self.store, **ingest_options).ingest(paths)
 
-    def _points(self, items: list[tuple[str, Document, str]], result: Any, grids: list | None = None) -> list:
-        from visdoc.store import PagePoint
-
-        return [
-            PagePoint(
-                point_id_for(doc_id),
-                result.dense[i],
-                result.multivector[i],
-                framework_payload(doc_id, doc.page_content, doc.metadata, kind),
-                self.embedding.model.tokenizer.content_span(kind, len(result.multivector[i])),
-                grids[i] if grids else None,
-            )  # fmt: skip
-            for i, (doc_id, doc, kind) in enumerate(items)
-        ]
+    @staticmethod
+    def _payload(doc_id: str, doc: Document, kind: str) -> dict[str, Any]:
+        return framework_payload(doc_id, doc.page_content, doc.metadata, kind)  # type: ignore[arg-type]
 
     @classmethod
     def from_texts(

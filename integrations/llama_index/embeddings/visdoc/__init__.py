@@ -15,7 +15,7 @@ from llama_index.core.schema import ImageType
 from visdoc.checkpoint import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from visdoc import JinaV4
+    from visdoc.encoder import Encoder
 
 __all__ = ["JinaV4Embedding"]
 
@@ -40,8 +40,8 @@ class JinaV4Embedding(MultiModalEmbedding):
     api_key: str | None = Field(default=None, description="bearer token of the embedding server")
     _model: Any = PrivateAttr(default=None)
 
-    def __init__(self, model: str | os.PathLike | JinaV4 | None = None, **kwargs: Any) -> None:
-        from visdoc.model import model_argument
+    def __init__(self, model: str | os.PathLike | Encoder | None = None, **kwargs: Any) -> None:
+        from visdoc.encoder import model_argument
 
         name, loaded = model_argument(model)
         kwargs.setdefault("model_name", name)
@@ -53,10 +53,10 @@ class JinaV4Embedding(MultiModalEmbedding):
         return "JinaV4Embedding"
 
     @property
-    def model(self) -> JinaV4:
+    def model(self) -> Encoder:
         """The encoder, loaded on first use."""
         if self._model is None:
-            from visdoc.model import connect
+            from visdoc.encoder import connect
 
             self._model = connect(self.model_name, base_url=self.base_url, api_key=self.api_key, device=self.device,
                                   dtype=self.dtype)  # fmt: skip

@@ -27,6 +27,7 @@ class VisdocPDFReader(BaseReader):
 
     def load_data(self, file: str | Path, extra_info: dict[str, Any] | None = None) -> list[ImageDocument]:
         from visdoc.documents import load_page_image
+        from visdoc.points import IMAGE_PATH
         from visdoc.sources import page_texts
 
         documents = []
@@ -34,7 +35,7 @@ class VisdocPDFReader(BaseReader):
             image = None
             if self.include_image:
                 buffer = io.BytesIO()
-                load_page_image(metadata["image_path"]).save(buffer, format="PNG")
+                load_page_image(metadata[IMAGE_PATH]).save(buffer, format="PNG")
                 image = base64.b64encode(buffer.getvalue()).decode()
             documents.append(ImageDocument(text=text, image=image, metadata=metadata | (extra_info or {})))
         return documents

@@ -21,16 +21,27 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from visdoc.documents import framework_payload, metadata_filter, page_data_uri, page_grid, point_id_for, unpack
+from visdoc.documents import page_data_uri
+from visdoc.points import (
+    IMAGE_PATH,
+    NODE,
+    PAGE_IMAGE,
+    REF_DOC_ID,
+    TEXT,
+    TEXT_CHUNK,
+    framework_payload,
+    framework_points,
+    metadata_filter,
+    point_id_for,
+    unpack,
+)
+from visdoc.store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
 if TYPE_CHECKING:
-    from visdoc import JinaV4
+    from visdoc.encoder import Encoder
     from visdoc.store import PageFilter, Store
 
 __all__ = ["VisdocVectorStore"]
-
-NODE = "node"
-REF_DOC_ID = "ref_doc_id"
 
 
 class VisdocVectorStore(BasePydanticVectorStore):
@@ -58,8 +69,8 @@ class VisdocVectorStore(BasePydanticVectorStore):
     data_dir: str | None = None
     url: str | None = None
     embedding_url: str | None = None
-    prefetch: int = 100
-    pooled_prefetch: int = 64
+    prefetch: int = DEFAULT_PREFETCH
+    pooled_prefetch: int = DEFAULT_POOLED_PREFETCH
 
     _model: Any = PrivateAttr(default=None)
     _store: Any = PrivateAttr(default=None)
@@ -70,7 +81,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
 
     def __init__(
         self,
-        model: str | os.PathLike | JinaV4 | None = None,
+        model: str | os.PathLike | Encoder | None = None,
         *,
         api_key: str | None = None,
         embedding_api_key: str | None = None,
@@ -78,7 +89,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
         store: Store | None = None,
         **kwargs: Any,
     ) -> None:
-        from visdoc.model import model_argument
+        from visdoc.encoder import model_argument
 
         name, loaded = model_argument(model)
         kwargs.setdefault("model_name", name)
@@ -93,9 +104,9 @@ class VisdocVectorStore(BasePydanticVectorStore):
         return "VisdocVectorStore"
 
     @property
-    def model(self) -> JinaV4:
+    def model(self) -> Encoder:
         if self._model is None:
-            from visdoc.model import connect
+            from visdoc.encoder import connect
 
             self._model = connect(self.model_name, base_url=self.embedding_url, api_key=self._embedding_api_key)
         return self._model
@@ -118,30 +129,19 @@ class VisdocVectorStore(BasePydanticVectorStore):
     # -- writing -------------------------------------------------------------------------------
 
     def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
-        from visdoc.store import PagePoint
-
         images = [n for n in nodes if isinstance(n, ImageNode) and _image_input(n) is not None]
         texts = [n for n in nodes if not (isinstance(n, ImageNode) and _image_input(n) is not None)]
         spec = self.client.spec
         points = []
-        for group, kind in ((texts, "text_chunk"), (images, "page_image")):
-            if not group:
-                continue
-            if kind == "text_chunk":
-                contents = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in group]
-                result = self.model.encode_texts(contents, task=spec.task, prompt_name="passage", dim=spec.dim,
-                                                 multivector=True)  # fmt: skip
-            else:
-                result = self.model.encode_images([_image_input(n) for n in group], task=spec.task, dim=spec.dim,
-                                                  multivector=True)  # fmt: skip
-            for i, node in enumerate(group):
-                payload = framework_payload(node.node_id, node.get_content(), node.metadata, kind)
-                payload[REF_DOC_ID] = node.ref_doc_id
-                payload[NODE] = _node_dict(node)
-                tokens = result.multivector[i]
-                span = self.model.tokenizer.content_span(kind, len(tokens))
-                grid = page_grid(self.model, _image_input(node)) if kind == "page_image" else None
-                points.append(PagePoint(point_id_for(node.node_id), result.dense[i], tokens, payload, span, grid))
+        if texts:
+            contents = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in texts]
+            result = self.model.encode_texts(contents, task=spec.task, prompt_name="passage", dim=spec.dim,
+                                             multivector=True)  # fmt: skip
+            points += framework_points(result, [_payload(n, TEXT_CHUNK) for n in texts])
+        if images:
+            result = self.model.encode_images([_image_input(n) for n in images], task=spec.task, dim=spec.dim,
+                                              multivector=True)  # fmt: skip
+            points += framework_points(result, [_payload(n, PAGE_IMAGE) for n in images])
         with self._lock:
             self.client.upsert(points)
         return [n.node_id for n in nodes]
@@ -227,10 +227,15 @@ class VisdocVectorStore(BasePydanticVectorStore):
             self._store = None
 
 
+def _payload(node: BaseNode, kind: str) -> dict[str, Any]:
+    payload = framework_payload(node.node_id, node.get_content(), node.metadata, kind)  # type: ignore[arg-type]
+    return payload | {REF_DOC_ID: node.ref_doc_id, NODE: _node_dict(node)}
+
+
 def _image_input(node: ImageNode) -> Any:
     """What visdoc should embed for an image node: a page reference, a path, or decoded bytes."""
-    if node.metadata.get("image_path"):
-        return node.metadata["image_path"]
+    if node.metadata.get(IMAGE_PATH):
+        return node.metadata[IMAGE_PATH]
     if node.image_path:
         return node.image_path
     if node.image:
@@ -251,15 +256,15 @@ def _to_node(point: Any) -> BaseNode:
     """A node from a stored point; points written by ``visdoc ingest`` become Text/ImageNodes."""
     payload = point.payload
     if NODE in payload:
-        node = metadata_dict_to_node(payload[NODE], text=payload.get("text"))
+        node = metadata_dict_to_node(payload[NODE], text=payload.get(TEXT))
     else:
         doc_id, text, metadata = unpack(point)
         node = (
             ImageNode(id_=doc_id, text=text, metadata=metadata)
-            if metadata.get("image_path")
+            if metadata.get(IMAGE_PATH)
             else TextNode(id_=doc_id, text=text, metadata=metadata)
         )
-    reference = node.metadata.get("image_path")
+    reference = node.metadata.get(IMAGE_PATH)
     if isinstance(node, ImageNode) and not (node.image or node.image_path) and reference:
         node.image = page_data_uri(reference).split(",", 1)[1]  # rendered again for multimodal LLMs
     return node

@@ -12,17 +12,28 @@ import io
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .arguments import check_dim, check_outputs, check_prompt, check_task
-from .checkpoint import PixelBudget
-from .errors import VisdocError
-from .images import ImageInput, load_rgb
-from .outputs import EncodeResult
-from .tokenization import PromptTokenizer
+from ..checkpoint import PixelBudget
+from ..errors import VisdocError
+from ..images import ImageInput, load_rgb
+from ..tokenization import PromptTokenizer
+from .arguments import as_list, check_dim, check_outputs, check_prompt, check_task
+from .contract import EncodeResult
+from .wire import (
+    CONTENT_SPAN,
+    EMBEDDINGS_PATH,
+    GRID,
+    MODEL_PATH,
+    TOKEN_VECTORS,
+    TOKENIZER_PATH,
+    TOKENS,
+    ModelInfo,
+    api_task,
+    decode_vector,
+)
 
 REQUEST_ITEMS = 32  # inputs per HTTP request; the server batches across requests anyway
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -30,15 +41,6 @@ RETRY_STATUS = {429, 500, 502, 503, 504}
 
 class RemoteError(VisdocError):
     """The embedding server refused a request or could not be reached."""
-
-
-@dataclass(frozen=True)
-class RemoteCheckpoint:
-    """The facts about the served checkpoint that clients need (pixel budget, sizes, tasks)."""
-
-    pixels: PixelBudget
-    matryoshka_dims: tuple[int, ...]
-    task_names: tuple[str, ...]
 
 
 class RemoteJinaV4:
@@ -51,32 +53,23 @@ class RemoteJinaV4:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         self.retries = retries
-        info = self._call("GET", "/v1/model").json()
-        self.name = info["name"]
-        self.dims = tuple(info["dims"])
-        self.tasks = tuple(info["tasks"])
-        self.multivector_dim = int(info["multivector_dim"])
-        limits = info.get("limits", {})
-        self._max_items = int(limits.get("max_items", REQUEST_ITEMS))
-        self._max_body = int(limits.get("max_body_bytes", 32 << 20)) // 2  # headroom for JSON framing
-        pixels = info["pixels"] | {k: tuple(info["pixels"][k]) for k in ("image_mean", "image_std")}
-        self.checkpoint = RemoteCheckpoint(PixelBudget(**pixels), self.dims, self.tasks)
-        tokenizer_json = self._call("GET", "/v1/tokenizer.json").text
-        ids = info["token_ids"]
-        self.tokenizer = PromptTokenizer(
-            f"{self.base_url}/v1/tokenizer.json",
-            image_token_id=ids["image"],
-            vision_start_id=ids["vision_start"],
-            vision_end_id=ids["vision_end"],
-            max_length=info["max_length"],
-            json_text=tokenizer_json,
-        )
+        info = ModelInfo.from_json(self._call("GET", MODEL_PATH).json())
+        self.info = info
+        self.name = info.name
+        self.dims = info.dims
+        self.tasks = info.tasks
+        self.multivector_dim = info.multivector_dim
+        self._max_items = int(info.limits.get("max_items", REQUEST_ITEMS))
+        self._max_body = int(info.limits.get("max_body_bytes", 32 << 20)) // 2  # headroom for JSON framing
+        self.tokenizer = PromptTokenizer.from_config(info.tokenizer_config(), f"{self.base_url}{TOKENIZER_PATH}",
+                                                     max_length=info.max_length,
+                                                     text=self._call("GET", TOKENIZER_PATH).text)  # fmt: skip
 
     device = None  # the model computes on the server
 
     @property
     def pixels(self) -> PixelBudget:
-        return self.checkpoint.pixels
+        return self.info.pixels
 
     def __repr__(self) -> str:
         return f"RemoteJinaV4({self.base_url!r}, model={self.name!r})"
@@ -93,11 +86,10 @@ class RemoteJinaV4:
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> EncodeResult:
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of inputs, not a single str; wrap it in [...]")
+        texts = as_list(texts, "texts")
         check_prompt(prompt_name)
-        api_task = task if task == "text-matching" else f"{task}.{prompt_name}"
-        return self._encode([{"text": t} for t in texts], api_task, task, dim, dense, multivector, batch_size, {})
+        items = [{"text": t} for t in texts]
+        return self._encode(items, api_task(task, prompt_name), task, dim, dense, multivector, batch_size, {})
 
     def encode_images(
         self,
@@ -113,32 +105,35 @@ class RemoteJinaV4:
     ) -> EncodeResult:
         import base64
 
+        images = as_list(images, "images")
         items = [{"image": base64.b64encode(_png_bytes(image, i)).decode()} for i, image in enumerate(images)]
         extra = {"max_pixels": max_pixels} if max_pixels is not None else {}
-        return self._encode(items, f"{task}.passage" if task != "text-matching" else task, task, dim, dense,
-                            multivector, batch_size, extra)  # fmt: skip
+        return self._encode(items, api_task(task, "passage"), task, dim, dense, multivector, batch_size, extra)
 
     def _encode(self, items: list[dict], api_task: str, task: str, dim: int | None, dense: bool, multivector: bool,
                 batch_size: int | None, extra: dict) -> EncodeResult:  # fmt: skip
-        from .server.protocol import decode_vector
-
         check_task(task, self.tasks)
         check_dim(dim, self.dims)
         check_outputs(dense, multivector)
-        dense_rows, tokens = [], []
+        result = EncodeResult(multivector=[] if multivector else None)
+        dense_rows = []
         step = min(batch_size or REQUEST_ITEMS, self._max_items)
         for chunk in _chunks(items, step, self._max_body):
             body = {"input": chunk, "task": api_task, "embedding_type": "base64",
                     "return_multivector": multivector, **extra}  # fmt: skip
             if dim is not None:
                 body["dimensions"] = dim
-            for item in self._call("POST", "/v1/embeddings", json=body).json()["data"]:
+            for item in self._call("POST", EMBEDDINGS_PATH, json=body).json()["data"]:
                 dense_rows.append(decode_vector(item["embedding"]))
-                if multivector:
-                    tokens.append(decode_vector(item["embeddings"], self.multivector_dim))
+                if result.multivector is not None:
+                    result.multivector.append(decode_vector(item[TOKEN_VECTORS], self.multivector_dim))
+                    result.tokens.append(int(item[TOKENS]))
+                    result.content_spans.append(tuple(item[CONTENT_SPAN]) if item.get(CONTENT_SPAN) else None)
+                    result.grids.append(tuple(item[GRID]) if item.get(GRID) else None)
         width = dim or self.dims[-1]
-        dense_out = np.stack(dense_rows) if dense_rows else np.zeros((0, width), np.float32)
-        return EncodeResult(dense_out if dense else None, tokens if multivector else None)
+        if dense:
+            result.dense = np.stack(dense_rows) if dense_rows else np.zeros((0, width), np.float32)
+        return result
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
