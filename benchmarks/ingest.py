@@ -51,7 +51,7 @@ from gpu_throughput import random_model, synchronize  # benchmarks/ is on sys.pa
 from visdoc import JinaV4
 from visdoc.images import load_rgb
 from visdoc.ingest import Ingestor, default_workers
-from visdoc.model import GPU_BATCH_TOKENS
+from visdoc.encoder.local import GPU_BATCH_TOKENS
 from visdoc.sources import render_pages
 from visdoc.store import CollectionSpec, PagePoint, open_store, point_id
 

@@ -18,7 +18,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
-import visdoc.ingest as ingest_module
+import visdoc.ingest.local as ingest_module
 from conftest import FIXTURE
 from visdoc.ingest import Ingestor, default_batch_size
 from visdoc.sources import chunk_spans, discover

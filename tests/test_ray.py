@@ -96,7 +96,7 @@ def test_ray_ingest_stores_the_points_of_the_single_process_ingest(documents, tm
 def test_writer_actor_upserts_points_and_passes_problems_on():
     from qdrant_client import QdrantClient
 
-    from visdoc.distributed import _pack, _unpack, _Writer
+    from visdoc.ingest.ray import _pack, _unpack, _Writer
     from visdoc.sources import Problem
     from visdoc.store import CollectionSpec, PagePoint, open_store, point_id
 
@@ -109,8 +109,8 @@ def test_writer_actor_upserts_points_and_passes_problems_on():
 
 
 def test_actor_resources_refuse_actors_the_cluster_cannot_hold():
-    from visdoc.distributed import _actor_resources
     from visdoc.errors import VisdocError
+    from visdoc.ingest.ray import _actor_resources
 
     gpus4 = {"CPU": 64.0, "GPU": 4.0}
     assert _actor_resources(4, 1.0, None, gpus4) == (1.0, 1.0)
@@ -136,9 +136,10 @@ def test_the_driver_fetches_configuration_and_tokenizer_but_no_weights(monkeypat
 
     import huggingface_hub
 
-    from visdoc import cli, distributed
+    from visdoc import cli
     from visdoc.checkpoint import HUB_PATTERNS, read_config
     from visdoc.ingest import IngestReport
+    from visdoc.ingest import ray as distributed
     from visdoc.store import CollectionSpec, open_store
 
     asked = []
@@ -188,9 +189,12 @@ def test_the_driver_fetches_configuration_and_tokenizer_but_no_weights(monkeypat
 def test_unexpected_errors_in_a_stage_become_problems_of_their_file(monkeypatch, documents):
     from PIL import Image
 
-    from visdoc import distributed
-    from visdoc.distributed import ITEM, _Embedder, _identify_row, _tasks, _unit_rows
-    from visdoc.ingest import _Unit, identify
+    from visdoc.ingest import ray as distributed
+    from visdoc.ingest import stages
+    from visdoc.ingest.plan import identify
+    from visdoc.ingest.ray import ITEM, _Embedder, _identify_row, _tasks, _unit_rows
+    from visdoc.ingest.stages import Embedded
+    from visdoc.ingest.stages import Unit as _Unit
     from visdoc.sources import Problem, SourceFile
 
     def run(stage, row, **kwargs):
@@ -211,7 +215,7 @@ def test_unexpected_errors_in_a_stage_become_problems_of_their_file(monkeypatch,
     def broken(path, pages, budget):
         raise RuntimeError("code=2: cannot find page tree")
 
-    monkeypatch.setattr(distributed, "render_pages", broken)
+    monkeypatch.setattr(stages, "render_pages", broken)
     budget, path, message = (28, 3136, 200_000), str(pdf.file.path), "RuntimeError: code=2: cannot find page tree"
     assert run(_unit_rows, task, budget=budget) == [Problem(path, message)]  # pages 1-3: the file
     assert run(_unit_rows, {ITEM: pickle.dumps((pdf, [2]))}, budget=budget) == [Problem(path, message, 2)]
@@ -223,16 +227,16 @@ def test_unexpected_errors_in_a_stage_become_problems_of_their_file(monkeypatch,
         yield _Unit(doc, 0, None, "", "1")
         raise ValueError("bad frame")
 
-    monkeypatch.setattr(distributed, "image_units", image_units)
+    monkeypatch.setattr(stages, "image_units", image_units)
     unit, problem = run(_unit_rows, _tasks([frames])[0], budget=budget)
     assert unit.index == 0 and problem == Problem(str(image.path), "ValueError: bad frame", 1)
 
     def embed_units(model, spec, units, max_pixels):  # one page makes every batch holding it fail
         if any(unit.index == 1 for unit in units):
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return [f"point {unit.index}" for unit in units], []
+        return Embedded([f"point {unit.index}" for unit in units], [])
 
-    monkeypatch.setattr(distributed, "embed_units", embed_units)
+    monkeypatch.setattr(stages, "embed_units", embed_units)
     embedder = _Embedder.__new__(_Embedder)
     embedder.model, embedder.spec, embedder.max_pixels = None, None, None
     units = [_Unit(pdf, i, None, "", str(i + 1)) for i in range(3)]

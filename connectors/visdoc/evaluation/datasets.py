@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..documents import image_reference
 from ..errors import VisdocError
+from ..points import image_reference
 
 
 class DatasetError(VisdocError):

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..documents import page_grid, point_id_for
-from ..store import CollectionSpec, PagePoint, QueryVectors, open_store
+from ..points import DOC_ID, PAGE_IMAGE, TEXT_CHUNK, framework_payload, framework_points, page_reference
+from ..store import CollectionSpec, QueryVectors, open_store
+from ..store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 from .datasets import Dataset
 from .metrics import evaluate
 
 if TYPE_CHECKING:
-    from ..model import JinaV4
+    from ..encoder import Encoder
 
 DEFAULT_OPTIONS = {  # name -> collection settings besides dim (rerank search on each)
     "rerank float16": {},
@@ -38,13 +39,13 @@ class ModeResult:
 
 
 def run_evaluation(
-    model: JinaV4,
+    model: Encoder,
     dataset: Dataset,
     *,
     options: dict[str, dict] | None = None,
     k: int = 10,
-    prefetch: int = 100,
-    pooled_prefetch: int = 64,
+    prefetch: int = DEFAULT_PREFETCH,
+    pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
     task: str = "retrieval",
 ) -> list[ModeResult]:
     """Embed the corpus once, then score every mode: dense at each Matryoshka size and exact
@@ -89,15 +90,10 @@ def run_evaluation(
 
 def _collection_mode(name, settings, model, dataset, docs, queries, query_ids, k, prefetch, pooled_prefetch):  # noqa: ANN001, ANN202
     spec = CollectionSpec(dim=model.dims[-1], **settings)
-    kind = "text_chunk" if dataset.kind == "text" else "page_image"
+    kind = TEXT_CHUNK if dataset.kind == "text" else PAGE_IMAGE
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store("eval", spec, data_dir=tmp)
-        points = [
-            PagePoint(point_id_for(cid), docs.dense[i], docs.multivector[i], {"doc_id": cid},
-                      model.tokenizer.content_span(kind, len(docs.multivector[i])),
-                      page_grid(model, dataset.corpus[i]) if kind == "page_image" else None)
-            for i, cid in enumerate(dataset.corpus_ids)
-        ]  # fmt: skip
+        points = framework_points(docs, [framework_payload(cid, "", {}, kind) for cid in dataset.corpus_ids])
         for start in range(0, len(points), 64):
             store.upsert(points[start : start + 64])
         store.optimize()
@@ -107,13 +103,13 @@ def _collection_mode(name, settings, model, dataset, docs, queries, query_ids, k
             started = time.perf_counter()
             hits = store.search(vectors, k=k, prefetch=prefetch, pooled_prefetch=pooled_prefetch)
             latencies.append(1000 * (time.perf_counter() - started))
-            run[qid] = {h.payload["doc_id"]: h.score for h in hits}
+            run[qid] = {h.payload[DOC_ID]: h.score for h in hits}
         store.close()
         size = sum(f.stat().st_blocks * 512 for f in Path(tmp).rglob("*") if f.is_file())
     return ModeResult(name, evaluate(dataset.qrels, run), size / len(dataset.corpus_ids), _p50(latencies))
 
 
-def evaluate_collection(model: JinaV4, store: Any, dataset: Dataset, *, k: int = 10, **search: Any) -> ModeResult:
+def evaluate_collection(model: Encoder, store: Any, dataset: Dataset, *, k: int = 10, **search: Any) -> ModeResult:
     """Score an existing collection (e.g. made by ``visdoc ingest`` from the dataset's files).
 
     Hits are matched to corpus ids by their page reference (``metadata.image_path``, the same
@@ -130,8 +126,8 @@ def evaluate_collection(model: JinaV4, store: Any, dataset: Dataset, *, k: int =
         latencies.append(1000 * (time.perf_counter() - started))
         found = {}
         for hit in hits:
-            reference = hit.payload.get("metadata", {}).get("image_path")
-            cid = by_reference.get(_normal(reference)) if reference else hit.payload.get("doc_id")
+            reference = page_reference(hit.payload)
+            cid = by_reference.get(_normal(reference)) if reference else hit.payload.get(DOC_ID)
             if cid is not None:
                 found[cid] = hit.score
         run[qid] = found

@@ -1,7 +1,8 @@
 """Document sources: PDFs, image files and text files, turned into pages or chunks."""
 
+from ..errors import SourceError
 from .files import EXTENSIONS, Problem, SourceFile, discover, file_sha256
-from .pdf import PdfInfo, RenderedPage, SourceError, page_texts, pdf_info, render_pages
+from .pdf import PdfInfo, RenderedPage, page_texts, pdf_info, render_pages
 from .text import chunk_spans, read_text
 
 __all__ = [

@@ -13,11 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..errors import SourceError
+from ..points import page_metadata
 from ..preprocess import smart_resize
-
-
-class SourceError(Exception):
-    """A file or page that cannot be read; the message is meant for the ingestion summary."""
 
 
 @dataclass(frozen=True)
@@ -108,20 +106,11 @@ def page_texts(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(text, metadata) per page, lazily, with the metadata frameworks expect of a PDF page:
     ``source``, ``page`` (0-based), ``total_pages``, ``page_label``, ``image_path``
     (``file.pdf#page=N``) and ``title`` when the PDF has one."""
-    from ..documents import image_reference
-
     source = str(path)
     with _open(source) as doc:
         title = (doc.metadata or {}).get("title") or ""
         for number in range(doc.page_count):
             page = doc.load_page(number)
-            metadata = {
-                "source": source,
-                "page": number,
-                "total_pages": doc.page_count,
-                "page_label": page.get_label() or str(number + 1),
-                "image_path": image_reference(source, number, doc.page_count),
-            }
-            if title:
-                metadata["title"] = title
+            label = page.get_label() or str(number + 1)
+            metadata = page_metadata(source, number, doc.page_count, label, title=title)
             yield page.get_text("text"), metadata

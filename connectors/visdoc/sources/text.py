@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .pdf import SourceError
+from ..errors import SourceError
 
 
 def read_text(path: Path) -> str:

@@ -1,14 +1,14 @@
 """Ingestion on a Ray cluster (Ray Data): many model replicas, the same points as :mod:`visdoc.ingest`.
 
-The steps are the single-process :class:`~visdoc.ingest.Ingestor`'s, spread over the cluster:
+The stages are the single-process :class:`~visdoc.ingest.Ingestor`'s, spread over the cluster:
 
 1. driver: find the files (:func:`visdoc.sources.discover`);
-2. Ray tasks: hash each file, count its pages, cut texts into chunks (:func:`visdoc.ingest.identify`);
-3. driver: compare with the store (:func:`visdoc.ingest.plan_documents`): stored pages are skipped,
-   pages of an older version of a changed file are deleted;
-4. Ray tasks: render PDF pages, decode image frames, take the text chunks;
+2. Ray tasks: hash each file, count its pages, cut texts into chunks (:func:`visdoc.ingest.plan.identify`);
+3. driver: compare with the store (:func:`visdoc.ingest.plan.plan_documents`): stored pages are
+   skipped, pages of an older version of a changed file are deleted;
+4. Ray tasks: render PDF pages, decode image frames, take the text chunks (:func:`~.stages.produce`);
 5. a pool of Ray actors, each holding one model (on a GPU, or on CPU threads), embeds them into
-   points with the ids and payloads of the single-process path (:func:`visdoc.ingest.embed_units`);
+   points with the ids and payloads of the single-process path (:func:`~.stages.embed_isolated`);
 6. writes: an embedded store (a folder locked by one process) is written by the driver from the
    stream of points; a Qdrant server or cluster by a pool of writer actors, each with its own client.
 
@@ -20,7 +20,6 @@ as the single-process path builds them. Ray is imported only when a run starts.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 import sys
@@ -29,25 +28,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import VisdocError
-from .ingest import (
-    PAGES_PER_RENDER_TASK,
-    IngestReport,
-    _Document,
-    _reported_all,
-    embed_units,
-    identify,
-    image_units,
-    pdf_units,
-    plan_documents,
-    text_units,
-)
-from .sources import Problem, SourceFile, discover, render_pages
-from .store import CollectionSpec, PagePoint, Store
+from ..errors import VisdocError
+from ..points import PagePoint
+from ..sources import Problem, SourceFile, discover
+from ..store import CollectionSpec, Store
+from .plan import Document, IngestReport, identify, plan_documents, reported
+from .stages import embed_isolated, produce, render_budget, tasks
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
-    from .tokenization import PromptTokenizer
+    from ..checkpoint import Checkpoint
+    from ..tokenization import PromptTokenizer
 
 ITEM = "item"  # the one column of every stage: a pickled object
 MAX_BLOCKS = 2000  # Ray tasks per stage at most (a block is a few files or pages; more share a task)
@@ -100,7 +90,7 @@ class RayIngestor:
     ) -> None:
         import importlib.util
 
-        from .checkpoint import read_config
+        from ..checkpoint import read_config
 
         if importlib.util.find_spec("ray") is None:
             raise VisdocError("distributed ingestion needs Ray: pip install 'visdoc[ray]'")
@@ -127,8 +117,7 @@ class RayIngestor:
             self.client_options = None
         self.writers = writers or actors
         self.init_options = init_options or {}
-        pixels = self.checkpoint.pixels
-        self._budget = (pixels.factor, pixels.min_pixels, max_pixels or pixels.max_pixels)
+        self._budget = render_budget(self.checkpoint.pixels, max_pixels)
 
     def ingest(self, paths: Iterable[str | os.PathLike], *, show_progress: bool = False) -> IngestReport:
         """Store every supported file under ``paths``; problems are collected, not raised."""
@@ -145,7 +134,7 @@ class RayIngestor:
             _connect(self.address, self.init_options, show_progress)
         try:
             _quiet_data()
-            identified = _reported_all(report, self._identify(files))
+            identified = reported(report, self._identify(files))
             todo = plan_documents(self.store, identified, report)
             if todo:
                 self._run(todo, report, show_progress)
@@ -160,7 +149,7 @@ class RayIngestor:
 
     # -- stages ------------------------------------------------------------------------------
 
-    def _identify(self, files: list[SourceFile]) -> list[_Document | Problem]:
+    def _identify(self, files: list[SourceFile]) -> list[Document | Problem]:
         """Hash, count and chunk every file in Ray tasks; results in the order of ``files``."""
         import ray.data
 
@@ -171,7 +160,7 @@ class RayIngestor:
         out = items.map(_identify_row, fn_kwargs=kwargs).take_all()
         return [item for _, item in sorted(pickle.loads(row[ITEM]) for row in out)]
 
-    def _run(self, todo: list[_Document], report: IngestReport, show_progress: bool) -> None:
+    def _run(self, todo: list[Document], report: IngestReport, show_progress: bool) -> None:
         """Produce, embed and write the missing pages of ``todo``; counts and problems to ``report``."""
         import ray
         import ray.data
@@ -189,9 +178,9 @@ class RayIngestor:
             "threads": max(1, int(cpus)),
         }
         resources = {"num_cpus": cpus} | ({"num_gpus": gpus} if gpus > 0 else {})
-        tasks = _tasks(todo)
+        work = _tasks(todo)
         points = (
-            ray.data.from_items(tasks, override_num_blocks=min(len(tasks), MAX_BLOCKS))  # a Ray task each
+            ray.data.from_items(work, override_num_blocks=min(len(work), MAX_BLOCKS))  # a Ray task each
             .flat_map(_unit_rows, fn_kwargs={"budget": self._budget})
             .map_batches(
                 _Embedder,
@@ -241,54 +230,24 @@ def _embedder_pool(actors: int) -> Any:
 # -- what runs in Ray workers ----------------------------------------------------------------
 
 
-# An exception escaping a row would fail the whole dataset without naming the file, so every row
-# catches what the shared steps let through (a PIL DecompressionBombError, a PyMuPDF RuntimeError
-# ...) and passes it on as that file's problem, worded as a page that fails to render is.
-
-
-def _failure(path: Path | str, exc: Exception, page: int | None = None) -> Problem:
-    return Problem(str(path), f"{type(exc).__name__}: {exc}", page)
+# An exception escaping a row would fail the whole dataset without naming the file: the stages
+# turn every error of an item into that item's problem (see visdoc.ingest.stages).
 
 
 def _identify_row(row: dict[str, Any], tokenizer: Any, chunk_tokens: int, chunk_overlap: int) -> dict[str, Any]:
     index, file = pickle.loads(row[ITEM])
-    try:
-        item = identify(file, tokenizer, chunk_tokens, chunk_overlap)
-    except Exception as exc:
-        item = _failure(file.path, exc)
-    return {ITEM: pickle.dumps((index, item))}
+    return {ITEM: pickle.dumps((index, identify(file, tokenizer, chunk_tokens, chunk_overlap)))}
 
 
-def _tasks(todo: list[_Document]) -> list[dict[str, bytes]]:
-    """Work items ``(document, pages)``: a few PDF pages each, all frames of an image, all chunks of a text."""
-    tasks = []
-    for doc in todo:
-        step = PAGES_PER_RENDER_TASK if doc.file.kind == "pdf" else len(doc.missing)
-        for i in range(0, len(doc.missing), step):
-            tasks.append({ITEM: pickle.dumps((doc, doc.missing[i : i + step]))})
-    return tasks
+def _tasks(todo: list[Document]) -> list[dict[str, bytes]]:
+    """Work items ``(document, pages)`` (:func:`~.stages.tasks`), one row each."""
+    return [{ITEM: pickle.dumps(item)} for item in tasks(todo)]
 
 
 def _unit_rows(row: dict[str, Any], budget: tuple[int, int, int]) -> list[dict[str, bytes]]:
     """The pages or chunks of one work item (or their problems), one row each."""
     doc, pages = pickle.loads(row[ITEM])
-    lean = dataclasses.replace(doc, missing=pages, chunks=[])  # each row carries its own content only
-    items: list[Any] = []
-    try:
-        if doc.file.kind == "pdf":
-            produced: Iterable[Any] = pdf_units(lean, render_pages(str(doc.file.path), pages, budget))
-        elif doc.file.kind == "image":
-            produced = image_units(lean)
-        else:
-            chunks = text_units(dataclasses.replace(doc, missing=pages))
-            produced = (dataclasses.replace(unit, doc=lean) for unit in chunks)
-        for item in produced:  # one by one: what came before a failure is kept
-            items.append(item)
-    except Exception as exc:
-        done = {item.page if isinstance(item, Problem) else item.index for item in items}
-        left = [page for page in pages if page not in done]
-        items.append(_failure(doc.file.path, exc, left[0] if len(left) == 1 else None))
-    return [{ITEM: pickle.dumps(item)} for item in items]
+    return [{ITEM: pickle.dumps(item)} for item in produce(doc, pages, budget)]
 
 
 class _Embedder:
@@ -306,7 +265,7 @@ class _Embedder:
     ) -> None:
         import torch
 
-        from .model import JinaV4
+        from ..encoder import JinaV4
 
         if device == "cpu":
             torch.set_num_threads(threads)  # the cores Ray reserved for this actor, not the machine's
@@ -318,23 +277,9 @@ class _Embedder:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         items = _unpack(batch)
         units = [item for item in items if not isinstance(item, Problem)]
-        points, problems = self._embed(units) if units else ([], [])
-        return _pack([*points, *problems, *(item for item in items if isinstance(item, Problem))])
-
-    def _embed(self, units: list[Any]) -> tuple[list[PagePoint], list[Problem]]:
-        """Points of a batch; when it fails, of each unit alone, so only the failing ones are lost."""
-        try:
-            return embed_units(self.model, self.spec, units, self.max_pixels)
-        except Exception as exc:
-            if len(units) == 1:
-                return [], [_failure(units[0].doc.file.path, exc, units[0].index)]
-        points: list[PagePoint] = []
-        problems: list[Problem] = []
-        for unit in units:
-            got, failed = self._embed([unit])
-            points += got
-            problems += failed
-        return points, problems
+        embedded = embed_isolated(self.model, self.spec, units, self.max_pixels) if units else None
+        done = [*embedded.points, *embedded.problems] if embedded else []
+        return _pack([*done, *(item for item in items if isinstance(item, Problem))])
 
 
 class _Writer:
@@ -344,7 +289,7 @@ class _Writer:
     def __init__(self, collection: str, client_options: dict[str, Any]) -> None:
         from qdrant_client import QdrantClient
 
-        from .store import open_store
+        from ..store import open_store
 
         self.store = open_store(collection, client=QdrantClient(**client_options))
 
@@ -402,21 +347,15 @@ def _unpack(batch: dict[str, Any]) -> list[Any]:
 
 def _chunking_tokenizer(checkpoint: Checkpoint) -> PromptTokenizer:
     """The checkpoint's tokenizer without the model, for cutting texts into chunks in Ray tasks."""
-    from .tokenization import PromptTokenizer
+    from ..tokenization import PromptTokenizer
 
-    config = checkpoint.config
-    return PromptTokenizer(
-        checkpoint.path / "tokenizer.json",
-        image_token_id=config["image_token_id"],
-        vision_start_id=config["vision_start_token_id"],
-        vision_end_id=config["vision_end_token_id"],
-        max_length=sys.maxsize,  # only offsets() is used, which never truncates
-    )
+    # only offsets() is used, which never truncates
+    return PromptTokenizer.from_config(checkpoint.config, checkpoint.path / "tokenizer.json", max_length=sys.maxsize)
 
 
 def _client_options(store: Store) -> dict[str, Any] | None:
     """How writer actors can reach ``store``'s Qdrant server (None: only this process can write)."""
-    from .store.server import ServerStore
+    from ..store.server import ServerStore
 
     if not isinstance(store, ServerStore):
         return None
