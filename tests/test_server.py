@@ -205,7 +205,7 @@ def test_remote_backend_matches_local_and_serves_the_frameworks(server, tiny_fp3
     from visdoc import JinaV4
 
     remote = JinaV4.remote(server, api_key=KEY)
-    assert remote.dims == tiny_fp32.dims and remote.checkpoint.pixels == tiny_fp32.checkpoint.pixels
+    assert remote.dims == tiny_fp32.dims and remote.pixels == tiny_fp32.pixels
     texts = ["short", "a longer text " * 20]
     got = remote.encode_texts(texts, task="code", prompt_name="passage", multivector=True)
     want = tiny_fp32.encode_texts(texts, task="code", prompt_name="passage", multivector=True)

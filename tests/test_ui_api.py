@@ -37,8 +37,8 @@ def make_pdf(path, lines: list[str]) -> None:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, tiny_fp32):
     """A collection with the sample report (3 PDF pages), the sample page image and a changed file."""
-    from visdoc.heatmap import GRID_FIELD
     from visdoc.ingest import Ingestor
+    from visdoc.points import IMAGE_GRID as GRID_FIELD
     from visdoc.store import CollectionSpec, PagePoint, open_store
 
     root = tmp_path_factory.mktemp("ui")
@@ -223,7 +223,7 @@ def test_search_results_filters_and_collections(client):
 
 
 def test_documents_listing_is_capped_and_says_so(client, monkeypatch):
-    from visdoc.server import library
+    from visdoc.server import listing as library
 
     page = client.app.state.search_page
     url = "/ui/api/collections/docs/documents"
@@ -441,7 +441,8 @@ async def chunks(*parts: bytes):
 
 def test_a_closed_library_opens_no_store_and_closes_its_client(tmp_path, tiny_fp32):
     from visdoc.server import UISettings
-    from visdoc.server.library import Library, UIError
+    from visdoc.server.library import Library
+    from visdoc.server.validation import UIError
 
     library = Library(tiny_fp32, UISettings(data_dir=tmp_path))
     closed = []
@@ -450,10 +451,10 @@ def test_a_closed_library_opens_no_store_and_closes_its_client(tmp_path, tiny_fp
         def close(self) -> None:
             closed.append(True)
 
-    library._client = Client()
+    library.stores._client = Client()
     library.close()
-    assert closed == [True] and library._client is None
-    for call in (lambda: library.store("docs", create=True), library._qdrant):
+    assert closed == [True] and library.stores._client is None
+    for call in (lambda: library.store("docs", create=True), library.stores._qdrant):
         with pytest.raises(UIError) as refused:
             call()
         assert refused.value.status == 503
@@ -462,7 +463,8 @@ def test_a_closed_library_opens_no_store_and_closes_its_client(tmp_path, tiny_fp
 def test_jobs_close_waits_for_the_running_ingestion_and_refuses_new_uploads(tmp_path, tiny_fp32):
     from visdoc.server import UISettings
     from visdoc.server.jobs import Jobs
-    from visdoc.server.library import Library, UIError
+    from visdoc.server.library import Library
+    from visdoc.server.validation import UIError
 
     library = Library(tiny_fp32, UISettings(data_dir=tmp_path))
     jobs = Jobs(library)
@@ -490,33 +492,44 @@ def test_jobs_close_waits_for_the_running_ingestion_and_refuses_new_uploads(tmp_
     library.close()
 
 
-def test_an_ingestion_stopped_by_shutdown_neither_stores_nor_optimizes():
-    from visdoc.server.jobs import Job, _Progress, _Stopped
+def test_an_ingestion_stopped_by_shutdown_neither_stores_nor_optimizes(tiny_fp32, tmp_path):
+    from visdoc.ingest import IngestCancelled, Ingestor
+    from visdoc.server import UISettings
+    from visdoc.server.jobs import Job, Jobs
+    from visdoc.server.library import Library
+    from visdoc.store import CollectionSpec, open_store
 
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        shutil.copy(SAMPLES / "sample-page.png", folder / name)
+    (folder / "b.png").write_bytes((folder / "b.png").read_bytes() + b"\0")  # other content: a second document
     calls = []
+    store = open_store("docs", CollectionSpec(dim=tiny_fp32.dims[-1]), data_dir=tmp_path / "data")
+    upsert, optimize = store.upsert, store.optimize
+    store.upsert = lambda points: calls.append("upsert") or upsert(points)
+    store.optimize = lambda: calls.append("optimize") or optimize()
+    jobs = Jobs(Library(tiny_fp32, UISettings(data_dir=tmp_path / "data")))
+    job = Job("j", "docs", "a.png", total=2)
+    hooks = jobs.hooks(job)
+    stored = hooks.on_stored
 
-    class Store:
-        def upsert(self, points) -> None:
-            calls.append("upsert")
+    def stop_after_first_write(n: int) -> None:
+        stored(n)
+        jobs._stop.set()  # the server shuts down meanwhile
 
-        def optimize(self) -> None:
-            calls.append("optimize")
-
-    stop = threading.Event()
-    progress = _Progress(Store(), Job("j", "docs", "a.pdf", total=2), stop)
-    progress.upsert([1])
-    progress.optimize()
-    stop.set()
-    for call in (lambda: progress.upsert([1]), progress.optimize):
-        with pytest.raises(_Stopped):
-            call()
-    assert calls == ["upsert", "optimize"]
+    hooks.on_stored = stop_after_first_write
+    with pytest.raises(IngestCancelled):
+        Ingestor(tiny_fp32, store, workers=0, batch_size=1).ingest([folder], hooks=hooks)
+    assert calls == ["upsert"] and job.done == 1 and store.count() == 1
+    store.close()
 
 
 def test_uploads_still_streaming_count_towards_the_queue_limit(tmp_path, tiny_fp32):
     from visdoc.server import UISettings
     from visdoc.server.jobs import Jobs
-    from visdoc.server.library import Library, UIError
+    from visdoc.server.library import Library
+    from visdoc.server.validation import UIError
 
     library = Library(tiny_fp32, UISettings(data_dir=tmp_path, max_queued_jobs=1))
     jobs = Jobs(library)

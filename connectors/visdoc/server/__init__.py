@@ -1,7 +1,7 @@
 """The visdoc embedding server (``visdoc serve``; needs the ``server`` extra)."""
 
-from .library import UISettings
 from .protocol import Limits, RequestError
+from .settings import UISettings
 
 __all__ = ["Limits", "RequestError", "UISettings", "create_app", "create_ui_app", "serve"]
 

@@ -13,16 +13,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ..encoder import wire
 from ..errors import ImageLoadError, VisdocError
+from ..preprocess import ImagePreprocessor
 from .batcher import MicroBatcher, QueueFull, Unit
-from .protocol import Limits, RequestError, bearer_matches, encode_vector, parse_request
+from .protocol import Limits, RequestError, bearer_matches, parse_request
+from .routes import HEALTH, METRICS
 
 if TYPE_CHECKING:
-    from ..model import JinaV4
+    from ..encoder import Encoder
     from .library import UISettings
 
 
-def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | None = None,
+def create_app(model: Encoder, *, api_key: str | None = None, limits: Limits | None = None,
                max_wait: float = 0.005, ui: UISettings | None = None) -> FastAPI:  # fmt: skip
     """The server for ``model``. ``api_key`` requires ``Authorization: Bearer <key>``.
     ``ui`` adds the visual search page over that store at ``/ui`` (see :mod:`visdoc.server.ui`)."""
@@ -73,37 +76,24 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
                 return error(401, "missing or wrong API key (send 'Authorization: Bearer <key>')")
         return await call_next(request)
 
-    @app.get("/health")
+    @app.get(HEALTH)
     async def health() -> dict:
         return {"status": "ok", "model": model.name, "queue_depth": batcher.depth}
 
-    @app.get("/metrics")
+    @app.get(METRICS)
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/model")
+    @app.get(wire.MODEL_PATH)
     async def info() -> dict:
         """What a remote client needs to behave like the local model."""
-        return {
-            "name": model.name,
-            "tasks": list(model.tasks),
-            "dims": list(model.dims),
-            "multivector_dim": model.multivector_dim,
-            "max_length": model.tokenizer.max_length,
-            "pixels": dataclasses.asdict(model.checkpoint.pixels),
-            "limits": dataclasses.asdict(limits),
-            "token_ids": {
-                "image": model.tokenizer.image_token_id,
-                "vision_start": model.checkpoint.config["vision_start_token_id"],
-                "vision_end": model.checkpoint.config["vision_end_token_id"],
-            },
-        }
+        return wire.ModelInfo.of(model, dataclasses.asdict(limits)).to_json()
 
-    @app.get("/v1/tokenizer.json")
+    @app.get(wire.TOKENIZER_PATH)
     async def tokenizer() -> PlainTextResponse:
-        return PlainTextResponse((model.checkpoint.path / "tokenizer.json").read_text(), media_type="application/json")
+        return PlainTextResponse(model.tokenizer.to_json(), media_type="application/json")
 
-    @app.post("/v1/embeddings")
+    @app.post(wire.EMBEDDINGS_PATH)
     async def embeddings(request: Request) -> Any:
         start = time.perf_counter()
         declared = request.headers.get("content-length", "0")
@@ -142,11 +132,16 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
                 return error(status, f"input {position}: {reason}")
         data = []
         tokens = 0
-        for position, (dense, multi) in sorted(zip(positions, vectors, strict=True), key=lambda pv: pv[0]):
-            item = {"object": "embedding", "index": position, "embedding": encode_vector(dense, parsed.base64)}
+        for position, encoded in sorted(zip(positions, vectors, strict=True), key=lambda pv: pv[0]):
+            dense = wire.encode_vector(encoded.dense, parsed.base64)
+            item = {"object": "embedding", "index": position, "embedding": dense}
             if parsed.multivector:
-                item["embeddings"] = encode_vector(multi, parsed.base64)
-            tokens += len(multi)
+                item[wire.TOKEN_VECTORS] = wire.encode_vector(encoded.multivector, parsed.base64)
+                item[wire.TOKENS] = encoded.tokens
+                item[wire.CONTENT_SPAN] = list(encoded.content_span) if encoded.content_span else None
+                if encoded.grid is not None:
+                    item[wire.GRID] = list(encoded.grid)
+            tokens += encoded.tokens
             data.append(item)
         items_total.labels("text").inc(len(parsed.texts))
         items_total.labels("image").inc(len(images))
@@ -158,17 +153,17 @@ def create_app(model: JinaV4, *, api_key: str | None = None, limits: Limits | No
     return app
 
 
-def _check_arguments(model: JinaV4, request: Any) -> None:
+def _check_arguments(model: Encoder, request: Any) -> None:
     if request.dim is not None and request.dim not in model.dims:
         raise RequestError(400, f"dimensions={request.dim} is not supported; use one of {list(model.dims)}")
     if request.task not in model.tasks:
         raise RequestError(400, f"task {request.task!r} is not served by this model")
-    floor, ceiling = model.checkpoint.pixels.min_pixels, model.checkpoint.pixels.max_pixels
+    floor, ceiling = model.pixels.min_pixels, model.pixels.max_pixels
     if request.max_pixels is not None and not floor <= request.max_pixels <= ceiling:
         raise RequestError(400, f"max_pixels must be between {floor} and {ceiling}")
 
 
-def _decode_images(model: JinaV4, images: list[tuple[int, bytes]], max_pixels: int | None, limits: Limits) -> list:
+def _decode_images(model: Encoder, images: list[tuple[int, bytes]], max_pixels: int | None, limits: Limits) -> list:
     """Check sizes, decode fully and check the resize, so no bad image ever reaches a shared batch."""
     from ..images import image_size, load_rgb
 
@@ -181,7 +176,7 @@ def _decode_images(model: JinaV4, images: list[tuple[int, bytes]], max_pixels: i
                     413, f"input {index}: {width}x{height} pixels; the limit is {limits.max_image_pixels}"
                 )
             image = load_rgb(data, index)
-            model.preprocessor.grid(width, height, max_pixels=max_pixels)
+            ImagePreprocessor(model.pixels).grid(width, height, max_pixels=max_pixels)
         except ImageLoadError as exc:
             raise RequestError(400, f"input {index}: {exc.reason}") from None
         except ValueError as exc:  # aspect ratio

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..outputs import EncodeResult
+from ..encoder.contract import EncodeResult
 
 
 @dataclass
@@ -38,7 +38,7 @@ class QueueFull(Exception):
 class MicroBatcher:
     """Collects units for up to ``max_wait`` seconds (or ``max_items``), runs each group of
     compatible units as one ``encode`` call in a worker thread, one call at a time, and
-    resolves every unit's future with its (dense, multivector) pair."""
+    resolves every unit's future with its :class:`~visdoc.encoder.EncodedItem`."""
 
     def __init__(
         self,
@@ -109,7 +109,7 @@ class MicroBatcher:
                     continue
                 for i, unit in enumerate(units):
                     if not unit.future.done():
-                        unit.future.set_result((result.dense[i], result.multivector[i]))
+                        unit.future.set_result(result.item(i))
 
     async def _run_alone(self, unit: Unit) -> None:
         try:
@@ -119,4 +119,4 @@ class MicroBatcher:
                 unit.future.set_exception(exc)
             return
         if not unit.future.done():
-            unit.future.set_result((result.dense[0], result.multivector[0]))
+            unit.future.set_result(result.item(0))

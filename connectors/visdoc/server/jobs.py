@@ -19,12 +19,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..ingest import DOCUMENT_ID_CHARS
+from ..ingest import IngestCancelled, IngestHooks
+from ..points import document_id
 from ..sources import EXTENSIONS
-from .library import Library, UIError, check_collection_name
+from .validation import UIError, check_collection_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from .library import Library
 
 UPLOAD_SUFFIXES = tuple(suffix for suffix, kind in EXTENSIONS.items() if kind != "text")  # pages, not texts
 KEEP_JOBS = 200
@@ -51,10 +54,6 @@ class Job:
         data = asdict(self)
         del data["path"]  # the page needs no server paths
         return data
-
-
-class _Stopped(Exception):
-    pass
 
 
 def safe_file_name(name: str) -> str:
@@ -139,7 +138,7 @@ class Jobs:
                     f.write(chunk)
             if size == 0:
                 raise UIError(400, "the file is empty")
-            path = self._place(partial, sha.hexdigest()[:DOCUMENT_ID_CHARS], name)
+            path = self._place(partial, document_id(sha.hexdigest()), name)
         finally:
             partial.unlink(missing_ok=True)
         return Job(uuid.uuid4().hex, collection, name, path=str(path))
@@ -167,7 +166,7 @@ class Jobs:
                 return
             try:
                 self._run(job)
-            except _Stopped:
+            except IngestCancelled:
                 job.state, job.message = "failed", "the server stopped; upload the file again to finish it"
             except UIError as exc:
                 job.state, job.message = "failed", str(exc)
@@ -177,13 +176,18 @@ class Jobs:
                 self.library.invalidate(job.collection)
 
     def _run(self, job: Job) -> None:
-        from ..ingest import Ingestor
+        from ..ingest import Ingestor, page_count
 
         store = self.library.store(job.collection, create=True)
-        job.state, job.total = "embedding", _page_count(Path(job.path))
-        ingestor = Ingestor(self.library.model, _Progress(store, job, self._stop), batch_size=UPLOAD_STEP,
-                            workers=max(1, self.settings.ingest_workers))  # fmt: skip
-        report = ingestor.ingest([job.path])
+        try:
+            total = page_count(Path(job.path))
+        except Exception:  # unreadable: the ingestion reports why
+            total = 0
+        job.state, job.total = "embedding", total
+        ingestor = Ingestor(
+            self.library.model, store, batch_size=UPLOAD_STEP, workers=max(1, self.settings.ingest_workers)
+        )
+        report = ingestor.ingest([job.path], hooks=self.hooks(job))
         job.pages_stored = report.pages_stored
         job.problems = [f"{p.message}" + (f" (page {p.page + 1})" if p.page is not None else "")
                         for p in report.problems]  # fmt: skip
@@ -193,6 +197,14 @@ class Jobs:
         job.state = "failed" if job.problems and not report.pages_stored else "done"
         if job.state == "failed":
             job.message = "; ".join(job.problems)
+
+    def hooks(self, job: Job) -> IngestHooks:
+        """A job's progress (pages stored) and its stop on shutdown: nothing more is stored or optimized."""
+
+        def stored(n: int) -> None:
+            job.done = min(job.total or n, job.done + n)
+
+        return IngestHooks(on_stored=stored, cancelled=self._stop.is_set)
 
     def close(self) -> None:
         """Stop the worker and wait for it: a running ingestion stops after its current batch.
@@ -206,33 +218,3 @@ class Jobs:
         self._queue.put(None)
         if thread is not None:
             thread.join()
-
-
-class _Progress:
-    """The store as the ingestion sees it: counts stored pages, stops the run on shutdown."""
-
-    def __init__(self, store: Any, job: Job, stop: threading.Event) -> None:
-        self._store, self._job, self._stop = store, job, stop
-
-    def upsert(self, points: Any) -> None:
-        if self._stop.is_set():
-            raise _Stopped
-        self._store.upsert(points)
-        self._job.done = min(self._job.total or len(points), self._job.done + len(points))
-
-    def optimize(self) -> None:
-        if self._stop.is_set():  # shutting down: skip it (the pages stored so far stay)
-            raise _Stopped
-        self._store.optimize()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-def _page_count(path: Path) -> int:
-    from ..ingest import page_count
-
-    try:
-        return page_count(path)
-    except Exception:  # unreadable: the ingestion reports why
-        return 0

@@ -14,18 +14,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-TASKS = {  # API task -> (adapter, prompt)
-    "retrieval.query": ("retrieval", "query"),
-    "retrieval.passage": ("retrieval", "passage"),
-    "retrieval": ("retrieval", "passage"),
-    "text-matching": ("text-matching", "query"),
-    "code.query": ("code", "query"),
-    "code.passage": ("code", "passage"),
-    "code": ("code", "passage"),
-}
-DEFAULT_TASK = "retrieval.passage"
+from ..encoder.wire import DEFAULT_TASK, TASKS
 
 
 class RequestError(Exception):
@@ -124,19 +113,6 @@ def _image(value: Any, index: int, limits: Limits) -> Any:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(400, f"input {index}: 'image' is not valid base64") from None
-
-
-def encode_vector(vector: np.ndarray, as_base64: bool) -> Any:
-    """A float32 vector (or token matrix) as a JSON list, or as base64 of little-endian float32."""
-    array = np.ascontiguousarray(vector, dtype="<f4")
-    return base64.b64encode(array.tobytes()).decode() if as_base64 else array.tolist()
-
-
-def decode_vector(value: Any, width: int | None = None) -> np.ndarray:
-    """Inverse of :func:`encode_vector` (``width`` reshapes a flat token matrix)."""
-    array = np.frombuffer(base64.b64decode(value), dtype="<f4") if isinstance(value, str) else np.asarray(value, "<f4")
-    array = array.astype(np.float32)
-    return array.reshape(-1, width) if width else array
 
 
 def bearer_matches(authorization: str, api_key: str) -> bool:

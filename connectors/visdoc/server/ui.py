@@ -26,13 +26,33 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field
 
 from .jobs import UPLOAD_SUFFIXES, Jobs
-from .library import Library, UIError, UISettings
+from .library import Library
 from .protocol import bearer_matches
+from .routes import (
+    ASSET,
+    COLLECTIONS,
+    CONFIG,
+    DOCUMENTS,
+    FILES_PREFIX,
+    HEALTH,
+    HEATMAP,
+    JOB,
+    JOBS,
+    PAGE,
+    PAGE_IMAGE,
+    PAGE_SLASH,
+    ROOT,
+    SEARCH,
+    SESSION,
+    SOURCE_FILE,
+    UI_PREFIX,
+    UPLOADS,
+)
+from .validation import UIError
 
 if TYPE_CHECKING:
-    from ..model import JinaV4
-
-__all__ = ["UI", "UIError", "UISettings", "create_ui_app", "install_ui"]
+    from ..encoder import Encoder
+    from .settings import UISettings
 
 COOKIE = "visdoc_session"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -129,7 +149,7 @@ class ServerTiming:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(("/ui", "/files")):
+        if scope["type"] != "http" or not scope["path"].startswith((UI_PREFIX, FILES_PREFIX)):
             return await self.app(scope, receive, send)
         start = time.perf_counter()
 
@@ -155,7 +175,7 @@ class UI:
         self.library.close()
 
 
-def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: str | None = None) -> UI:
+def install_ui(app: FastAPI, model: Encoder, settings: UISettings, *, api_key: str | None = None) -> UI:
     """Add the search page's routes to ``app``; close the returned :class:`UI` on shutdown."""
     library = Library(model, settings)
     jobs = Jobs(library)
@@ -172,24 +192,24 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
 
     app.add_middleware(ServerTiming)
 
-    @router.get("/", include_in_schema=False)
+    @router.get(ROOT, include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/ui/")
+        return RedirectResponse(PAGE_SLASH)
 
-    @router.get("/ui", include_in_schema=False)
-    @router.get("/ui/", include_in_schema=False)
+    @router.get(PAGE, include_in_schema=False)
+    @router.get(PAGE_SLASH, include_in_schema=False)
     def page() -> Response:
         return Response(index, media_type="text/html; charset=utf-8",
                         headers=SECURITY_HEADERS | {"Cache-Control": "no-cache"})  # fmt: skip
 
-    @router.get("/ui/static/{name}", include_in_schema=False)
+    @router.get(ASSET, include_in_schema=False)
     def asset(name: str) -> Response:
         if name not in assets:  # a fixed list: nothing is looked up on disk by a client's path
             raise UIError(404, "not found")
         return Response(assets[name], media_type=ASSETS[name],
                         headers=SECURITY_HEADERS | {"Cache-Control": "no-cache"})  # fmt: skip
 
-    @router.get("/ui/api/config", dependencies=keyed)
+    @router.get(CONFIG, dependencies=keyed)
     def config() -> dict[str, Any]:
         return {
             "model": model.name,
@@ -199,7 +219,7 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
             "auth": bool(api_key),
         }
 
-    @router.post("/ui/api/session", dependencies=[*keyed, Depends(same_origin)])
+    @router.post(SESSION, dependencies=[*keyed, Depends(same_origin)])
     def session(request: Request) -> Response:
         response = Response(status_code=204)
         if api_key:
@@ -207,31 +227,31 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
                                 samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
         return response
 
-    @router.get("/ui/api/collections", dependencies=keyed)
+    @router.get(COLLECTIONS, dependencies=keyed)
     def collections() -> list[dict[str, Any]]:
         return library.collections()
 
-    @router.get("/ui/api/collections/{name}/documents", dependencies=keyed)
+    @router.get(DOCUMENTS, dependencies=keyed)
     def documents(name: str) -> dict[str, Any]:
         return library.documents(name)
 
-    @router.post("/ui/api/collections/{name}/search", dependencies=[*keyed, Depends(same_origin)])
+    @router.post(SEARCH, dependencies=[*keyed, Depends(same_origin)])
     def search(name: str, body: SearchBody) -> dict[str, Any]:
         start = time.perf_counter()
         hits = library.search(name, body.query, k=body.k, documents=tuple(body.documents), mode=body.mode)
         return {"results": hits, "ms": round(1000 * (time.perf_counter() - start), 1)}
 
-    @router.get("/ui/api/collections/{name}/pages/{point_id}/heatmap", dependencies=keyed)
+    @router.get(HEATMAP, dependencies=keyed)
     def heatmap(name: str, point_id: str, q: Annotated[str, Query(min_length=1, max_length=2000)]) -> dict:
         return library.heatmap(name, point_id, q)
 
-    @router.get("/ui/api/collections/{name}/pages/{point_id}/image", dependencies=[Depends(auth.key_or_cookie)])
+    @router.get(PAGE_IMAGE, dependencies=[Depends(auth.key_or_cookie)])
     def image(name: str, point_id: str, size: str = "thumb") -> FileResponse:
         path = library.page_image(name, point_id, size)
         headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
         return FileResponse(path, media_type="image/webp", headers=headers)
 
-    @router.post("/ui/api/collections/{name}/uploads", dependencies=[*keyed, Depends(same_origin)])
+    @router.post(UPLOADS, dependencies=[*keyed, Depends(same_origin)])
     async def upload(name: str, request: Request, filename: Annotated[str, Query(max_length=255)]) -> dict:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/octet-stream":
             raise UIError(415, "send the file as the body, Content-Type: application/octet-stream")
@@ -240,15 +260,15 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
         job = await jobs.receive(name, filename, request.stream(), size)
         return job.to_json()
 
-    @router.get("/ui/api/jobs", dependencies=keyed)
+    @router.get(JOBS, dependencies=keyed)
     def job_list() -> list[dict[str, Any]]:
         return jobs.list()
 
-    @router.get("/ui/api/jobs/{job_id}", dependencies=keyed)
+    @router.get(JOB, dependencies=keyed)
     def job(job_id: str) -> dict[str, Any]:
         return jobs.get(job_id).to_json()
 
-    @router.get("/files/{name}/{document_id}/{file_name}", dependencies=[Depends(auth.key_or_cookie)])
+    @router.get(SOURCE_FILE, dependencies=[Depends(auth.key_or_cookie)])
     def source_file(name: str, document_id: str, file_name: str) -> FileResponse:
         path, media_type = library.source_file(name, document_id, file_name)
         headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
@@ -260,7 +280,7 @@ def install_ui(app: FastAPI, model: JinaV4, settings: UISettings, *, api_key: st
     return ui
 
 
-def create_ui_app(model: JinaV4, settings: UISettings, *, api_key: str | None = None) -> FastAPI:
+def create_ui_app(model: Encoder, settings: UISettings, *, api_key: str | None = None) -> FastAPI:
     """The search page alone (``visdoc ui``): no embedding endpoints."""
 
     @asynccontextmanager
@@ -273,7 +293,7 @@ def create_ui_app(model: JinaV4, settings: UISettings, *, api_key: str | None = 
 
     app = FastAPI(title="visdoc search page", lifespan=lifespan)
 
-    @app.get("/health")
+    @app.get(HEALTH)
     def health() -> dict[str, str]:
         return {"status": "ok", "model": model.name}
 
