@@ -17,12 +17,14 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from conftest import FIXTURE
 from langchain_visdoc import JinaV4Embeddings, VisdocPDFLoader, VisdocRetriever, VisdocVectorStore
-from visdoc.documents import point_id_for
+from visdoc.points import point_id_for
 
 SAMPLES = FIXTURE.parents[2] / "examples" / "data"
 
 
-class TestEmbeddingsUnit(EmbeddingsUnitTests):
+class TinyEmbeddings:
+    """The standard suites' parameters: the tiny checkpoint."""
+
     @property
     def embeddings_class(self) -> type[JinaV4Embeddings]:
         return JinaV4Embeddings
@@ -31,19 +33,15 @@ class TestEmbeddingsUnit(EmbeddingsUnitTests):
     def embedding_model_params(self) -> dict:
         return {"model": str(FIXTURE)}
 
+
+class TestEmbeddingsUnit(TinyEmbeddings, EmbeddingsUnitTests):
     @property
     def init_from_env_params(self) -> tuple[dict, dict, dict]:
         return {"VISDOC_MODEL": str(FIXTURE)}, {}, {"model_name": str(FIXTURE)}
 
 
-class TestEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[JinaV4Embeddings]:
-        return JinaV4Embeddings
-
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"model": str(FIXTURE)}
+class TestEmbeddingsIntegration(TinyEmbeddings, EmbeddingsIntegrationTests):
+    pass
 
 
 class TestVectorStore(VectorStoreIntegrationTests):
@@ -103,9 +101,7 @@ def test_loaded_pages_are_embedded_as_images_and_come_back_with_their_metadata(p
     assert {d.id for d in found} == set(ids)
     by_id = {d.id: d for d in page_store.get_by_ids(ids)}
     assert by_id[ids[2]].metadata == pages[2].metadata and by_id[ids[2]].page_content == pages[2].page_content
-    record = page_store.store.retrieve(
-        [__import__("visdoc.documents").documents.point_id_for(ids[2])], with_vectors=True
-    )[0]
+    record = page_store.store.retrieve([point_id_for(ids[2])], with_vectors=True)[0]
     core = (
         page_store.embedding.model.encode_images([pdf.parent / "annual-report.pdf"], multivector=True)
         if False

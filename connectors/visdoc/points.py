@@ -187,8 +187,15 @@ class PageSource:
 def source_payload(item: PageSource, *, model: str, task: str, dim: int, created_at: str) -> dict[str, Any]:
     """The payload of an ingested page or chunk."""
     return {
-        METADATA: page_metadata(item.source, item.page, item.total_pages, item.label, title=item.title,
-                                document=item.document, image=item.kind == PAGE_IMAGE),  # fmt: skip
+        METADATA: page_metadata(
+            item.source,
+            item.page,
+            item.total_pages,
+            item.label,
+            title=item.title,
+            document=item.document,
+            image=item.kind == PAGE_IMAGE,
+        ),  # fmt: skip
         DOCUMENT_ID: item.document,
         SOURCE: item.source,
         FILE_NAME: Path(item.source).name,
@@ -206,12 +213,18 @@ def source_payload(item: PageSource, *, model: str, task: str, dim: int, created
     }
 
 
-def source_points(result: EncodeResult, items: Sequence[PageSource], *, model: str, task: str, dim: int) -> list[PagePoint]:
+def source_points(
+    result: EncodeResult, items: Sequence[PageSource], *, model: str, task: str, dim: int
+) -> list[PagePoint]:
     """Points of ingested pages and chunks from their encodings (dense and multivector, in order)."""
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return [
-        _point(result, i, point_id(item.document, item.page),
-               source_payload(item, model=model, task=task, dim=dim, created_at=created))  # fmt: skip
+        _point(
+            result,
+            i,
+            point_id(item.document, item.page),
+            source_payload(item, model=model, task=task, dim=dim, created_at=created),
+        )  # fmt: skip
         for i, item in enumerate(items)
     ]
 
