@@ -49,9 +49,9 @@ import torch
 from gpu_throughput import random_model, synchronize  # benchmarks/ is on sys.path when run as a script
 
 from visdoc import JinaV4
+from visdoc.encoder.local import GPU_BATCH_TOKENS
 from visdoc.images import load_rgb
 from visdoc.ingest import Ingestor, default_workers
-from visdoc.encoder.local import GPU_BATCH_TOKENS
 from visdoc.sources import render_pages
 from visdoc.store import CollectionSpec, PagePoint, open_store, point_id
 

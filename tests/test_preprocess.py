@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from visdoc.checkpoint import read_checkpoint
-from visdoc.preprocess import PatchGrid, ImagePreprocessor, smart_resize
+from visdoc.preprocess import ImagePreprocessor, PatchGrid, smart_resize
 
 BUDGET = dict(factor=28, min_pixels=3136, max_pixels=602112)
 
