@@ -40,3 +40,15 @@ def test_gpu_benchmark_prints_what_it_measured_when_cut_short():
 def test_gpu_benchmark_refuses_a_path_order_it_cannot_run():
     result = subprocess.run([*SMALL, "--paths", "visdoc+compiled,visdoc"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "list the compiled paths last" in result.stderr
+
+
+def test_ingestion_benchmark_times_the_passes_of_the_real_and_a_stand_in_device():
+    script = SCRIPT.parent / "ingest.py"
+    result = subprocess.run([sys.executable, str(script), "--pages", "4", "--simulate", "100"], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = {line.split("  ")[0]: line for line in result.stdout.splitlines()}
+    for stage in ("render (pymupdf)", "encode (tiny model)", "store (qdrant-edge upsert)", "pipeline end to end",
+                  "100 pages/s device"):  # fmt: skip
+        assert stage in lines, result.stdout
+    assert "4 pages, stored" in lines["pipeline end to end"] and "device busy" in lines["100 pages/s device"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -280,9 +280,7 @@ class JinaV4:
         with inputs as prepared, progress as bar, self._lock, torch.inference_mode():
             self.network.use_task(task)
             for batch in prepared:
-                d, mv = run_batch(self.network, self.preprocessor, batch, device=self.device, dtype=self.dtype,
-                                  packed=self.packed, image_token_id=self.tokenizer.image_token_id, dim=dim,
-                                  dense=dense, multivector=multivector)  # fmt: skip
+                d, mv = self._forward(batch, dim=dim, dense=dense, multivector=multivector)
                 for row, index in enumerate(batch.indices):
                     if result.dense is not None:
                         result.dense[index] = d[row]  # type: ignore[index]
@@ -290,6 +288,12 @@ class JinaV4:
                         result.multivector[index] = mv[row]  # type: ignore[index]
                 bar.update(len(batch.indices))
         return result
+
+    def _forward(self, batch: Batch, *, dim: int, dense: bool, multivector: bool) -> tuple[Any, Any]:
+        """One forward pass and its pooling (the seam benchmarks time or replace with a stand-in device)."""
+        return run_batch(self.network, self.preprocessor, batch, device=self.device, dtype=self.dtype,
+                         packed=self.packed, image_token_id=self.tokenizer.image_token_id, dim=dim, dense=dense,
+                         multivector=multivector)  # fmt: skip
 
     def _prepare(self, seqs: list[ModelInput], indices: list[int]) -> Batch:
         """Host-side inputs of one batch (see :class:`~visdoc.encoder.batches.BatchPreparer`)."""
