@@ -137,6 +137,17 @@ def test_delete_by_document_and_refusal_of_empty_filters(store):
         store.delete(PageFilter())
 
 
+def test_finish_pending_runs_the_optimize_writes_left_pending(store):
+    store.upsert(make_points())
+    folder = getattr(store, "path", None)  # an embedded collection's folder
+    pending = None if folder is None else folder / "optimize.pending"
+    assert pending is None or pending.exists()
+    store.finish_pending()
+    store.finish_pending()  # nothing pending any more: a no-op
+    assert store.count() == 24
+    assert pending is None or not pending.exists()
+
+
 def test_pooled_first_stage_can_be_left_out(tmp_path):
     with open_store("c", CollectionSpec(dim=DIM, pool_size=0), data_dir=tmp_path) as store:
         points = make_points()

@@ -10,6 +10,7 @@ from ..points import PagePoint, point_id
 from .base import (
     SEARCH_MODES,
     CollectionNotFoundError,
+    DiskFullError,
     QueryVectors,
     SearchMode,
     Store,
@@ -26,6 +27,7 @@ __all__ = [
     "SPEC_FILE",
     "CollectionNotFoundError",
     "CollectionSpec",
+    "DiskFullError",
     "Hit",
     "PageFilter",
     "PagePoint",

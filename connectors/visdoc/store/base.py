@@ -39,6 +39,18 @@ class StoreLockedError(StoreError):
     """An embedded collection is already open in another process."""
 
 
+class DiskFullError(StoreError):
+    """An embedded collection's filesystem lacks the room a write, an optimize or opening needs;
+    what was stored is kept. ``path`` (the data dir), ``needed`` and ``free`` (bytes, ``needed`` 0
+    where unknown) say where and how much."""
+
+    def __init__(self, message: str, path: str = "", needed: int = 0, free: int = 0) -> None:
+        super().__init__(message)  # args stay (message,): it pickles, attributes included
+        self.path = path
+        self.needed = needed
+        self.free = free
+
+
 @dataclass
 class SearchPlan:
     """A search, ready for a backend: query vectors as lists, first stages and their limits."""
@@ -147,6 +159,10 @@ class Store(abc.ABC):
 
     def optimize(self) -> None:  # noqa: B027 - a no-op unless the backend needs it
         """Build indexes after a bulk load (a server does this by itself)."""
+
+    def finish_pending(self) -> None:  # noqa: B027 - a no-op unless the backend needs it
+        """Run the optimize that writes since the last completed one still need (an earlier run
+        failed or was stopped before it); a no-op when there is none or the backend needs none."""
 
     def engine_process(self) -> AbstractContextManager[None]:
         """While the block runs, the backend's engine works in a child process, where building and

@@ -8,34 +8,43 @@ calls are forwarded (:mod:`visdoc.store.engine_process`) to a child process that
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
 from ..points import INDEXED_FIELDS, PagePoint
 from .base import (
     CollectionNotFoundError,
+    DiskFullError,
     SearchPlan,
     Store,
     StoreError,
-    StoreLockedError,
     stored_payload,
     stored_vectors,
+)
+from .disk import CREATE_BYTES, WRITE_MARGIN, engine_errors, open_need, raw_bytes, require, upsert_need
+from .folder import (
+    LOCK_FILE,
+    SHARD_DIR,
+    Lock,
+    clear_pending,
+    discard_unfinished,
+    interrupted_message,
+    is_pending,
+    mark_pending,
+    read_spec,
+    write_spec,
 )
 from .schema import SCALAR_QUANTILE, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record, VectorLayout, vector_layout
 
 if TYPE_CHECKING:
     from .engine_process import EngineProcess
 
-SHARD_DIR = "shard"
-LOCK_FILE = ".lock"
+__all__ = ["LOCK_FILE", "SHARD_DIR", "SPEC_FILE", "EdgeStore"]
+
 FLUSH_EVERY_BYTES = 256 << 20  # bound the WAL: it keeps a second copy of everything until flush()
 UPDATE_POINTS = 16  # points per engine call: the engine holds the GIL for a whole call (~2 ms per page)
 
@@ -75,32 +84,56 @@ class EdgeStore(Store):
         self._broken: StoreError | None = None  # set when the collection could not be reopened here
         self.name = name
         self.path = Path(data_dir) / name
-        shard_path = self.path / SHARD_DIR
-        exists = (self.path / SPEC_FILE).is_file()
-        if not exists and spec is None:
-            raise CollectionNotFoundError(f"no collection {name!r} in {Path(data_dir)} (ingest something first)")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.path / LOCK_FILE, name) if lock else None
+        if not self.path.is_dir():
+            if spec is None:
+                raise CollectionNotFoundError(f"no collection {name!r} in {Path(data_dir)} (ingest something first)")
+            require(self.path, CREATE_BYTES, f"create collection {name!r}")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = Lock(self.path / LOCK_FILE, name) if lock else None
         try:
-            if exists:
-                self.spec = CollectionSpec.from_json(json.loads((self.path / SPEC_FILE).read_text()))
-                if spec is not None and spec.dim != self.spec.dim:
-                    raise StoreError(f"collection {name!r} stores dim {self.spec.dim}, not {spec.dim}")
-                self._shard = qe.EdgeShard.load(str(shard_path))
-            else:
+            stored = read_spec(self.path)
+            if stored is None and spec is None:
+                raise CollectionNotFoundError(interrupted_message(name, Path(data_dir)))
+            if stored is None:
                 assert spec is not None
                 self.spec = spec
-                self._shard = qe.EdgeShard.create(str(shard_path), self._config(spec))
-                for field, kind in INDEXED_FIELDS.items():
-                    schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
-                    self._shard.update(qe.UpdateOperation.create_field_index(field, schema))
-                self._shard.flush()
-                (self.path / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2))
-        except Exception:
+                self._shard = self._create(spec)
+            else:
+                if spec is not None and spec.dim != stored.dim:
+                    raise StoreError(f"collection {name!r} stores dim {stored.dim}, not {spec.dim}")
+                self.spec = stored
+                self._shard = self._load()
+        except BaseException:
             if self._lock is not None:
                 self._lock.close()
             raise
         self._unflushed = 0
+
+    def _create(self, spec: CollectionSpec) -> Any:
+        """A new shard and its spec, the spec last: a kill before leaves a folder the next create replaces."""
+        qe, shard_path = self._qe, self.path / SHARD_DIR
+        leftover = open_need(shard_path) if shard_path.is_dir() else 0
+        require(self.path, CREATE_BYTES + leftover, f"create collection {self.name!r}")
+        discard_unfinished(self.path, self.name, _count_points)
+        with engine_errors(self.path, f"create collection {self.name!r}"):
+            shard = qe.EdgeShard.create(str(shard_path), self._config(spec))
+            try:
+                for field, kind in INDEXED_FIELDS.items():
+                    schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
+                    shard.update(qe.UpdateOperation.create_field_index(field, schema))
+                shard.flush()
+                write_spec(self.path, spec)
+            except BaseException:
+                shard.close()
+                raise
+        return shard
+
+    def _load(self) -> Any:
+        """Open the shard, if there is the room opening may take (see :mod:`visdoc.store.disk`)."""
+        shard_path = self.path / SHARD_DIR
+        require(self.path, open_need(shard_path), f"open collection {self.name!r}")
+        with engine_errors(self.path, f"open collection {self.name!r}"):
+            return self._qe.EdgeShard.load(str(shard_path))
 
     def _config(self, spec: CollectionSpec) -> Any:
         return self._qe.EdgeConfig(vectors={name: self._params(v) for name, v in vector_layout(spec).items()})
@@ -136,12 +169,15 @@ class EdgeStore(Store):
         if not points:
             return
         qe = self._qe
-        for start in range(0, len(points), UPDATE_POINTS):  # let other threads (a GPU's feeder) in between
-            chunk = points[start : start + UPDATE_POINTS]
-            # plain lists build Points ~2x faster than numpy arrays in qdrant-edge 0.9
-            batch = [qe.Point(p.id, stored_vectors(p, self.spec), stored_payload(p, self.spec)) for p in chunk]
-            self._shard.update(qe.UpdateOperation.upsert_points(batch))
-        self._unflushed += sum(np.asarray(p.multivector).size * 4 + np.asarray(p.dense).size * 4 for p in points)
+        raw = raw_bytes(points, self.spec)
+        self._before_write(upsert_need(raw), f"store {len(points)} pages into collection {self.name!r}")
+        with engine_errors(self.path, f"store pages into collection {self.name!r}"):
+            for start in range(0, len(points), UPDATE_POINTS):  # let other threads (a GPU's feeder) in between
+                chunk = points[start : start + UPDATE_POINTS]
+                # plain lists build Points ~2x faster than numpy arrays in qdrant-edge 0.9
+                batch = [qe.Point(p.id, stored_vectors(p, self.spec), stored_payload(p, self.spec)) for p in chunk]
+                self._shard.update(qe.UpdateOperation.upsert_points(batch))
+        self._unflushed += raw
         if self._unflushed >= FLUSH_EVERY_BYTES:
             self.flush()
 
@@ -149,23 +185,47 @@ class EdgeStore(Store):
     def delete(self, where: PageFilter) -> None:
         if where.is_empty():
             raise ValueError("refusing to delete with an empty filter")
-        self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
+        self._before_write(WRITE_MARGIN, f"delete from collection {self.name!r}")
+        with engine_errors(self.path, f"delete from collection {self.name!r}"):
+            self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
 
     @_forwarded
     def delete_ids(self, ids: Sequence[str]) -> None:
         if ids:
-            self._shard.update(self._qe.UpdateOperation.delete_points(list(ids)))
+            self._before_write(WRITE_MARGIN, f"delete from collection {self.name!r}")
+            with engine_errors(self.path, f"delete from collection {self.name!r}"):
+                self._shard.update(self._qe.UpdateOperation.delete_points(list(ids)))
 
     @_forwarded
     def optimize(self) -> None:
-        """Build the dense HNSW index and merge segments, then flush (the engine only does it when asked)."""
-        self._shard.optimize()
-        self.flush()
+        """Build the dense HNSW index and merge segments, then flush (the engine only does it when asked).
+
+        Until it completes the collection stays marked as needing it (:meth:`finish_pending`); on a
+        full disk it raises :class:`~visdoc.store.DiskFullError` and nothing is lost."""
+        doing = f"optimize collection {self.name!r}"
+        self._before_write(WRITE_MARGIN, doing)  # the engine checks what its plan needs itself
+        with engine_errors(self.path, doing):
+            self._shard.optimize()
+            self._shard.flush()
+        self._unflushed = 0
+        clear_pending(self.path)
+
+    @_forwarded
+    def finish_pending(self) -> None:
+        if is_pending(self.path):
+            self.optimize()
 
     @_forwarded
     def flush(self) -> None:
-        self._shard.flush()
+        with engine_errors(self.path, f"flush collection {self.name!r}"):
+            self._shard.flush()
         self._unflushed = 0
+
+    def _before_write(self, needed: int, doing: str) -> None:
+        """Refuse a write the disk has no room for; else record that an optimize will be needed."""
+        require(self.path, needed, doing)
+        with engine_errors(self.path, doing):
+            mark_pending(self.path)
 
     def close(self) -> None:
         with self._switch:
@@ -233,10 +293,12 @@ class EdgeStore(Store):
 
     def _reopen(self) -> Any:
         try:
-            return self._qe.EdgeShard.load(str(self.path / SHARD_DIR))
+            return self._load()
         except Exception as exc:
-            self._broken = StoreError(f"could not reopen collection {self.name!r} in this process ({exc}); "
-                                      "close it and open it again")  # fmt: skip
+            message = f"could not reopen collection {self.name!r} in this process ({exc}); close it and open it again"
+            self._broken = StoreError(message)
+            if isinstance(exc, DiskFullError):  # still one: a caller may wait for room
+                self._broken = DiskFullError(message, exc.path, exc.needed, exc.free)
             raise self._broken from exc
 
     # -- reading -----------------------------------------------------------------------------
@@ -291,30 +353,15 @@ class EdgeStore(Store):
         return qe.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
 
 
-class _lock:
-    """An exclusive lock file held for the life of an open collection."""
+def _count_points(shard: Path) -> int:
+    """Points in a shard left without a spec (0 if it cannot even be opened)."""
+    import qdrant_edge as qe
 
-    def __init__(self, path: Path, name: str) -> None:
-        self._file = open(path, "a+")  # noqa: SIM115 - held open on purpose
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
-            self._file.close()
-            raise StoreLockedError(
-                f"collection {name!r} at {path.parent} is open in {holder}; close it there first "
-                "(an embedded collection serves one process; use a Qdrant server to share it)"
-            ) from None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(f"process {os.getpid()}")
-        self._file.flush()
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-    def close(self) -> None:
-        if not self._file.closed:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
+    try:
+        opened = qe.EdgeShard.load(str(shard))
+    except Exception:
+        return 0
+    try:
+        return opened.count(qe.CountRequest(exact=True))
+    finally:
+        opened.close()
