@@ -7,29 +7,17 @@ import base64
 import io
 from typing import TYPE_CHECKING
 
+from .images import DEFAULT_PAGE_PIXELS, load_page_reference
+
 if TYPE_CHECKING:
     from PIL import Image
 
-DEFAULT_MAX_PIXELS = 602112
+DEFAULT_MAX_PIXELS = DEFAULT_PAGE_PIXELS
 
 
 def load_page_image(reference: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """The RGB image behind a page reference (PDF pages are rendered within ``max_pixels``)."""
-    from PIL import Image
-
-    from .errors import SourceError
-    from .sources.pdf import render_pages
-
-    path, _, fragment = reference.partition("#page=")
-    page = int(fragment) - 1 if fragment else 0
-    if path.lower().endswith(".pdf"):
-        [rendered] = render_pages(path, [page], (28, 28 * 28, max_pixels))  # the ingestion renderer
-        if rendered.error:
-            raise SourceError(f"{reference}: {rendered.error}")
-        return rendered.image()
-    with Image.open(path) as image:
-        image.seek(page)
-        return image.convert("RGB")
+    return load_page_reference(reference, max_pixels=max_pixels)
 
 
 def page_data_uri(reference: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:

@@ -3,13 +3,15 @@
 Concurrency, all of it here:
 
 - PDF pages render in ``workers`` worker processes (PyMuPDF is not thread-safe), a few tasks per
-  worker ahead of the model; image frames and text chunks are produced in this thread.
+  worker ahead of the model; the workers die with this process (:mod:`visdoc.ingest.render`).
+  Image frames and text chunks are produced in this thread.
 - Units are cut into steps of ``batch_size``. On the CPU each step is encoded and then written
   in this thread, in turn: extra threads would take cores from torch's.
 - On a GPU or a remote model two steps are in flight: two encoder threads, so the next step
   prepares its first batches while the current one runs, and one writer thread that stores each
-  encoded step in order while later ones encode. A failed encode or write stops the run before
-  another step starts; what was written stays.
+  encoded step in order while later ones encode. A failed encode or write that no single file
+  explains stops the run before another step starts; what was written stays (see
+  :mod:`visdoc.ingest.stages` and :mod:`visdoc.ingest.writes`).
 - Off the CPU, runs of at least :data:`ENGINE_PROCESS_MIN_UNITS` pages write through the embedded
   engine's child process (:meth:`~visdoc.store.Store.engine_process`), so storing pages does not
   hold the GIL the thread feeding the GPU needs.
@@ -17,18 +19,19 @@ Concurrency, all of it here:
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import ExitStack, nullcontext
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, closing, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from ..sources import Problem, discover, render_pages
+from ..sources import Problem, discover
 from .plan import Document, IngestReport, identify, plan_documents, reported
-from .stages import Embedded, IngestHooks, Unit, embed_units, produce, render_budget, tasks
+from .render import RenderPool
+from .stages import Embedded, IngestHooks, Unit, embed_step, produce, render_budget, tasks
+from .writes import Writes
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
@@ -76,7 +79,9 @@ class Ingestor:
     def ingest(
         self, paths: Iterable[str | os.PathLike], *, show_progress: bool = False, hooks: IngestHooks | None = None
     ) -> IngestReport:
-        """Store every supported file under ``paths``; problems are collected, not raised."""
+        """Store every supported file under ``paths``; problems are collected, not raised.
+
+        Ctrl-C (:class:`KeyboardInterrupt`) stops the run and its workers; what was stored stays."""
         from tqdm.auto import tqdm
 
         start = time.perf_counter()
@@ -91,14 +96,23 @@ class Ingestor:
         with ExitStack() as stack:
             stack.enter_context(self.store.engine_process() if offload and total else nullcontext())
             bar = stack.enter_context(tqdm(total=total, unit="page", disable=not show_progress, desc="ingest"))
-            steps = stack.enter_context(_Steps(self, report, hooks, bar, overlap))
-            for batch in _batches(reported(report, self._units(todo)), self.batch_size):
+            writes = Writes(self.store)
+            steps = stack.enter_context(_Steps(self, report, hooks, bar, overlap, writes))
+            units = stack.enter_context(closing(self._units(todo)))  # its end stops the render workers
+            for batch in _batches(reported(report, units), self.batch_size):
                 steps.add(batch)
             steps.finish()
+            deleted, changed = writes.finish()
+            report.pages_stored -= deleted
+            report.problems += changed
             if report.pages_stored:
                 hooks.check()
                 self.store.optimize()
-        report.documents_stored = len(todo)
+            elif not hooks.cancelled():  # an earlier run may have stored its pages, then failed to optimize
+                self.store.finish_pending()
+        report.problems = list(dict.fromkeys(report.problems))  # a file that changed: once
+        whole = {problem.path for problem in report.problems if problem.page is None}
+        report.documents_stored = sum(str(doc.file.path) not in whole for doc in todo)
         report.seconds = time.perf_counter() - start
         return report
 
@@ -116,37 +130,22 @@ class Ingestor:
             for doc, pages in work:
                 yield from produce(doc, pages, self._budget)
             return
-        context = multiprocessing.get_context("spawn")  # torch threads and fork do not mix
-        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-            window: deque[tuple[Document, list[int], Future]] = deque()
-            pending = iter(work)
-
-            def submit(doc: Document, pages: list[int]) -> None:
-                window.append((doc, pages, pool.submit(render_pages, str(doc.file.path), pages, self._budget)))
-
-            for doc, pages in pending:  # keep a few tasks per worker in flight
-                submit(doc, pages)
-                if len(window) >= 3 * self.workers:
-                    break
-            while window:
-                doc, pages, future = window.popleft()
-                following = next(pending, None)
-                if following is not None:
-                    submit(*following)
-                yield from produce(doc, pages, self._budget, rendered=future.result)
+        yield from RenderPool(self.workers, self._budget).units(work)
 
 
 class _Steps:
     """The steps of one run, encoded and written in order: inline on the CPU, else with
     :data:`STEPS_IN_FLIGHT` steps encoding in threads and one write at a time in a writer thread."""
 
-    def __init__(self, ingestor: Ingestor, report: IngestReport, hooks: IngestHooks, bar: Any, overlap: bool) -> None:
-        self.ingestor, self.report, self.hooks, self.bar = ingestor, report, hooks, bar
+    def __init__(
+        self, ingestor: Ingestor, report: IngestReport, hooks: IngestHooks, bar: Any, overlap: bool, writes: Writes
+    ) -> None:
+        self.ingestor, self.report, self.hooks, self.bar, self.writes = ingestor, report, hooks, bar, writes
         self.depth = STEPS_IN_FLIGHT if overlap else 1
         self.encoders = ThreadPoolExecutor(2, thread_name_prefix="visdoc-encode") if overlap else None
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="visdoc-upsert") if overlap else None
         self.encoding: deque[tuple[list[Unit], Future[Embedded]]] = deque()
-        self.writing: Future[int] | None = None  # the last step's write
+        self.writing: Future[tuple[int, list[Problem]]] | None = None  # the last step's write
 
     def add(self, batch: list[Unit]) -> None:
         """Start encoding a step; once enough are in flight, store the oldest."""
@@ -165,9 +164,9 @@ class _Steps:
     def _encode(self, batch: list[Unit]) -> Future[Embedded]:
         run = self.ingestor
         if self.encoders is not None:
-            return self.encoders.submit(embed_units, run.model, run.store.spec, batch, run.max_pixels)
+            return self.encoders.submit(embed_step, run.model, run.store.spec, batch, run.max_pixels)
         done: Future[Embedded] = Future()
-        done.set_result(embed_units(run.model, run.store.spec, batch, run.max_pixels))
+        done.set_result(embed_step(run.model, run.store.spec, batch, run.max_pixels))
         return done
 
     def _store_oldest(self) -> None:
@@ -177,14 +176,10 @@ class _Steps:
         self._count_write()
         self.hooks.check()
         if self.writer is None:
-            self._counted(self._write(step.points))
+            self._counted(self.writes.write(batch, step.points))
         else:
-            self.writing = self.writer.submit(self._write, step.points)
+            self.writing = self.writer.submit(self.writes.write, batch, step.points)
         self.bar.update(len(batch))
-
-    def _write(self, points: list) -> int:
-        self.ingestor.store.upsert(points)
-        return len(points)
 
     def _count_write(self) -> None:
         """Wait for the last write and count its points; a failed write raises here."""
@@ -192,7 +187,9 @@ class _Steps:
             writing, self.writing = self.writing, None
             self._counted(writing.result())
 
-    def _counted(self, stored: int) -> None:
+    def _counted(self, written: tuple[int, list[Problem]]) -> None:
+        stored, problems = written
+        self.report.problems += problems
         self.report.pages_stored += stored
         self.hooks.on_stored(stored)
 

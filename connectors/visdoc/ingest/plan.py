@@ -15,7 +15,17 @@ from typing import Any
 
 from ..errors import SourceError
 from ..points import DOCUMENT_ID, document_id, point_id
-from ..sources import Problem, SourceFile, chunk_spans, file_sha256, pdf_info, read_text
+from ..sources import (
+    CHANGED,
+    FileState,
+    Problem,
+    SourceFile,
+    explain,
+    file_sha256,
+    file_state,
+    pdf_info,
+)
+from ..sources.text import TextChunks, text_chunks
 from ..store import PageFilter, Store
 
 
@@ -43,7 +53,8 @@ class IngestReport:
 
 @dataclass
 class Document:
-    """A file to (finish) storing: identity, unit count and which units are still missing."""
+    """A file to (finish) storing: identity, unit count and which units are still missing, and
+    ``state``, what the file was when it was hashed (see :func:`changed`)."""
 
     file: SourceFile
     document_id: str
@@ -51,7 +62,8 @@ class Document:
     total: int
     missing: list[int]
     title: str = ""
-    chunks: list[str] = field(default_factory=list)
+    chunks: TextChunks | None = None  # a text's chunks, read lazily (TextChunks.select)
+    state: FileState | None = None
 
 
 def reported(report: IngestReport, items: Iterable[Any]) -> Iterator[Any]:
@@ -64,33 +76,43 @@ def reported(report: IngestReport, items: Iterable[Any]) -> Iterator[Any]:
 
 
 def failure(path: Path | str, exc: BaseException, page: int | None = None) -> Problem:
-    """An unexpected error of one file (or page) as its problem, naming the error's type."""
-    return Problem(str(path), f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, page)
+    """An unexpected error of one file (or page) as its problem, in words (:func:`~visdoc.sources.explain`)."""
+    return Problem(str(path), explain(exc, path), page)
+
+
+def changed(doc: Document) -> Problem | None:
+    """The problem of a document whose file is no longer what was hashed (gone, rewritten or
+    replaced); ``None`` while it is the same (or nothing was recorded)."""
+    if doc.state is None:
+        return None
+    try:
+        now = file_state(doc.file.path)
+    except OSError as exc:
+        return failure(doc.file.path, exc)
+    return None if now == doc.state else Problem(str(doc.file.path), CHANGED)
 
 
 def identify(file: SourceFile, tokenizer: Any, chunk_tokens: int = 512, chunk_overlap: int = 64) -> Document | Problem:
     """Hash a file and count its pages (PDF pages, image frames) or cut it into chunks (text).
 
-    A file that cannot be read comes back as its :class:`Problem`. Nothing is looked up in a store.
+    A file that cannot be read, or changes while it is read, comes back as its :class:`Problem`.
+    Nothing is looked up in a store.
     """
     try:
+        state = file_state(file.path)
         content_hash = file_sha256(file.path)
-        doc = Document(file, document_id(content_hash), content_hash, 0, [])
+        doc = Document(file, document_id(content_hash), content_hash, 0, [], state=state)
         if file.kind == "pdf":
             info = pdf_info(file.path)
             doc.total, doc.title = info.pages, info.title
         elif file.kind == "image":
             doc.total = frame_count(file.path)
         else:
-            text = read_text(file.path)
-            spans = chunk_spans(tokenizer.offsets(text), chunk_tokens, chunk_overlap)
-            doc.chunks = [text[a:b] for a, b in spans]
+            doc.chunks = text_chunks(file.path, tokenizer, chunk_tokens, chunk_overlap)
             doc.total = len(doc.chunks)
-    except (SourceError, OSError) as exc:
-        return Problem(str(file.path), str(exc))
     except Exception as exc:  # a decompression bomb, a PyMuPDF error ...: this file's problem, not the run's
         return failure(file.path, exc)
-    return doc
+    return changed(doc) or doc
 
 
 def plan_documents(store: Store, identified: Iterable[Document], report: IngestReport) -> list[Document]:

@@ -143,6 +143,8 @@ class RayIngestor:
                 ray.shutdown()
         if report.pages_stored:
             self.store.optimize()
+        else:
+            self.store.finish_pending()  # an earlier run's optimize that a full disk stopped, if any
         report.documents_stored = len(todo)
         report.seconds = time.perf_counter() - start
         return report

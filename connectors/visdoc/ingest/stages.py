@@ -4,12 +4,15 @@ pages and chunks of a document, embed them into points, and the one policy for b
 Bad items. An error that belongs to one item — a file that cannot be read or hashed
 (:func:`~visdoc.ingest.plan.identify`), a page that does not render or an image frame that does
 not decode (:func:`produce`), an image the model cannot load (:func:`embed_units`, which leaves it
-out and embeds the rest) — makes that item a :class:`~visdoc.sources.Problem` of the report, and
-the run goes on. An error that names no item (the device failed, the store refused a write) is
-not a bad item: a local run stops and raises it (what was written stays; a re-run finishes the
-rest), while a Ray stage, which must not fail the whole dataset, embeds the batch's items one at
-a time (:func:`embed_isolated`) so that only the ones that fail alone become problems.
-"""
+out and embeds the rest), a file that changed or vanished while it was read (:func:`produce`, and
+a local run checks again before each write) — makes that item a :class:`~visdoc.sources.Problem`
+of the report, in words, and the run goes on. A step that fails to embed or to be written is
+tried again in parts, file by file (:func:`embed_step`; the local writer likewise): a part that
+fails alone is a bad item. An error that no single item reproduces, or that every one does (the
+device failed, the store refuses every write), names no item: a local run stops and raises it
+(what was written stays; a re-run finishes the rest), while a Ray stage, which must not fail the
+whole dataset, embeds the batch's items one at a time (:func:`embed_isolated`) so that only the
+ones that fail alone become problems."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ImageLoadError, VisdocError
 from ..points import PAGE_IMAGE, TEXT_CHUNK, PagePoint, PageSource, source_points
 from ..sources import Problem, RenderedPage, render_pages
-from .plan import Document, failure
+from .plan import Document, changed, failure
 
 if TYPE_CHECKING:
     from ..checkpoint import PixelBudget
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from ..store import CollectionSpec
 
 PAGES_PER_RENDER_TASK = 4
+CHUNKS_PER_TEXT_TASK = 256  # text chunks per work item, read from the file when the item is produced
 RenderBudget = tuple[int, int, int]  # (factor, min_pixels, max_pixels) a page is rendered for
 
 
@@ -84,9 +88,9 @@ def render_budget(pixels: PixelBudget, max_pixels: int | None = None) -> RenderB
 
 
 def tasks(documents: Iterable[Document]) -> Iterator[tuple[Document, list[int]]]:
-    """Work items ``(document, pages)``: a few PDF pages each, all frames of an image, all chunks of a text."""
+    """Work items ``(document, pages)``: a few PDF pages or text chunks each, all frames of an image."""
     for doc in documents:
-        step = PAGES_PER_RENDER_TASK if doc.file.kind == "pdf" else max(1, len(doc.missing))
+        step = {"pdf": PAGES_PER_RENDER_TASK, "text": CHUNKS_PER_TEXT_TASK}.get(doc.file.kind, max(1, len(doc.missing)))
         for i in range(0, len(doc.missing), step):
             yield doc, doc.missing[i : i + step]
 
@@ -94,11 +98,13 @@ def tasks(documents: Iterable[Document]) -> Iterator[tuple[Document, list[int]]]
 def produce(
     doc: Document, pages: list[int], budget: RenderBudget, rendered: Callable[[], list[RenderedPage]] | None = None
 ) -> Iterator[Unit | Problem]:
-    """The units of ``pages`` of ``doc``, one by one: PDF pages rendered (by ``rendered`` when the
-    caller renders elsewhere), image frames decoded, text chunks taken. A page that fails is its
-    problem; an unexpected error stops the item there and becomes the problem of what is left."""
-    lean = dataclasses.replace(doc, missing=pages, chunks=[])  # each unit carries its own content only
-    done: set[int] = set()
+    """The units of ``pages`` of ``doc``: PDF pages rendered (by ``rendered`` when the caller
+    renders elsewhere), image frames decoded, text chunks taken. A page that fails is its problem;
+    an unexpected error stops the item there and becomes the problem of what is left. When the
+    file is no longer what was hashed once they are read, the item is only that problem
+    (:func:`~visdoc.ingest.plan.changed`): pages of other content never go under its id."""
+    lean = dataclasses.replace(doc, missing=pages, chunks=None)  # each unit carries its own content only
+    out: list[Unit | Problem] = []
     try:
         if doc.file.kind == "pdf":
             produced: Iterable[Unit | Problem] = pdf_units(lean, rendered() if rendered else
@@ -109,11 +115,13 @@ def produce(
             chunks = text_units(dataclasses.replace(doc, missing=pages))
             produced = (dataclasses.replace(unit, doc=lean) for unit in chunks)
         for item in produced:
-            done.add(item.page if isinstance(item, Problem) else item.index)  # type: ignore[arg-type]
-            yield item
+            out.append(item)
     except Exception as exc:
+        done = {item.page if isinstance(item, Problem) else item.index for item in out}
         left = [page for page in pages if page not in done]
-        yield failure(doc.file.path, exc, left[0] if len(left) == 1 else None)
+        out.append(failure(doc.file.path, exc, left[0] if len(left) == 1 else None))
+    moved = changed(doc)
+    yield from ([moved] if moved else out)
 
 
 def pdf_units(doc: Document, pages: Iterable[RenderedPage]) -> Iterator[Unit | Problem]:
@@ -129,12 +137,13 @@ def image_units(doc: Document) -> Iterator[Unit | Problem]:
     """The missing frames of an image file (one for most formats, several for multi-page TIFF)."""
     from PIL import Image
 
+    from ..images import load_frame
+
     try:
         with Image.open(doc.file.path) as image:
             for index in doc.missing:
                 try:
-                    image.seek(index)
-                    frame = image.convert("RGB")
+                    frame = load_frame(image, index, str(doc.file.path))  # bounded, upright, RGB
                 except (OSError, ValueError, EOFError) as exc:
                     yield Problem(str(doc.file.path), f"cannot decode image: {exc}", index)
                     continue
@@ -144,8 +153,9 @@ def image_units(doc: Document) -> Iterator[Unit | Problem]:
 
 
 def text_units(doc: Document) -> Iterator[Unit]:
-    """The missing chunks of a text file."""
-    return (Unit(doc, i, doc.chunks[i], doc.chunks[i], f"chunk {i + 1}") for i in doc.missing)
+    """The missing chunks of a text file, read from the file as they are taken."""
+    assert doc.chunks is not None, "a text document has its chunks"
+    return (Unit(doc, i, text, text, f"chunk {i + 1}") for i, text in doc.chunks.select(doc.missing))
 
 
 def embed_units(encoder: Encoder, spec: CollectionSpec, units: list[Unit], max_pixels: int | None = None) -> Embedded:
@@ -169,6 +179,41 @@ def embed_units(encoder: Encoder, spec: CollectionSpec, units: list[Unit], max_p
                                       dim=spec.dim, multivector=True)  # fmt: skip
         out.points += _points(encoder, spec, chunks, result)
     return out
+
+
+def embed_step(encoder: Encoder, spec: CollectionSpec, units: list[Unit], max_pixels: int | None = None) -> Embedded:
+    """:func:`embed_units` for a local run. When the step fails, its parts are tried alone: its
+    files (its pages when it holds one file). A part that fails alone is the problem of its file
+    (or page) and the rest is embedded; when no part fails alone, or every part does, the error
+    named no item (the device failed) and is raised."""
+    try:
+        return embed_units(encoder, spec, units, max_pixels)
+    except Exception:
+        parts = by_file(units)
+        parts = parts if len(parts) > 1 else [[unit] for unit in units]
+        if len(parts) < 2:
+            raise
+        out, failed = Embedded([], []), 0
+        for part in parts:
+            try:
+                alone = embed_units(encoder, spec, part, max_pixels)
+            except Exception as error:
+                failed += 1
+                out.problems.append(failure(part[0].doc.file.path, error, part[0].index if len(part) == 1 else None))
+                continue
+            out.points += alone.points
+            out.problems += alone.problems
+        if failed in (0, len(parts)):
+            raise
+        return out
+
+
+def by_file(units: Iterable[Unit]) -> list[list[Unit]]:
+    """Units grouped by their file, in the order the files first come."""
+    groups: dict[str, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(str(unit.doc.file.path), []).append(unit)
+    return list(groups.values())
 
 
 def embed_isolated(

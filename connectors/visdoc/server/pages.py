@@ -54,6 +54,8 @@ class PageImages:
         model's budget), image frames read and scaled down to it."""
         from PIL import Image
 
+        from ..images import load_frame
+
         path = self.files.verified(payload)
         pixels = self.model.pixels
         budget = max_pixels or pixels.max_pixels
@@ -68,8 +70,7 @@ class PageImages:
             return rendered.image()
         try:
             with Image.open(path) as image:
-                image.seek(page)
-                frame = image.convert("RGB")
+                frame = load_frame(image, page, path.name)  # bounded before decoding, upright
         except (OSError, ValueError, EOFError) as exc:
             raise UIError(404, f"cannot read the page image: {exc}") from None
         if frame.width * frame.height > budget:

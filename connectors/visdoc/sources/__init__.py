@@ -1,13 +1,14 @@
 """Document sources: PDFs, image files and text files, turned into pages or chunks."""
 
 from ..errors import SourceError
-from .files import EXTENSIONS, Problem, SourceFile, discover, file_sha256
+from .files import CHANGED, EXTENSIONS, FileState, Problem, SourceFile, discover, explain, file_sha256, file_state
 from .pdf import PdfInfo, RenderedPage, page_texts, pdf_info, render_pages
 from .text import chunk_spans, read_text
 
 __all__ = [
-    "file_sha256",
+    "CHANGED",
     "EXTENSIONS",
+    "FileState",
     "PdfInfo",
     "Problem",
     "RenderedPage",
@@ -15,6 +16,9 @@ __all__ = [
     "SourceFile",
     "chunk_spans",
     "discover",
+    "explain",
+    "file_sha256",
+    "file_state",
     "page_texts",
     "pdf_info",
     "read_text",

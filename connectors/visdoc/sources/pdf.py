@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import SourceError
 from ..points import page_metadata
 from ..preprocess import smart_resize
+from .files import explain
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def render_pages(path: str, pages: list[int], budget: tuple[int, int, int]) -> l
         try:
             out.append(_render(doc, number, budget))
         except Exception as exc:  # a broken page must not lose its neighbours
-            out.append(RenderedPage(number, 0, 0, b"", "", str(number + 1), f"{type(exc).__name__}: {exc}"))
+            error = explain(exc, path, otherwise="the page could not be rendered")
+            out.append(RenderedPage(number, 0, 0, b"", "", str(number + 1), error))
     return out
 
 
