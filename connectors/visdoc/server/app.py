@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from ..encoder import wire
 from ..errors import ImageLoadError, VisdocError
 from ..preprocess import ImagePreprocessor
-from .batcher import MicroBatcher, QueueFull, Unit
+from .batcher import MicroBatcher, QueueFull, Unit, image_cost, text_cost
 from .protocol import Limits, RequestError, bearer_matches, parse_request
 from .routes import HEALTH, METRICS
 
@@ -115,10 +115,12 @@ def create_app(model: Encoder, *, api_key: str | None = None, limits: Limits | N
         except (ValueError, RecursionError) as exc:  # JSON syntax, encoding, nesting
             return error(400, f"malformed JSON: {exc}")
         loop = asyncio.get_running_loop()
-        units = [Unit("text", text, parsed.task, parsed.prompt, parsed.dim, None, loop.create_future(), len(text))
-                 for _, text in parsed.texts]  # fmt: skip
+        units = [Unit("text", text, parsed.task, parsed.prompt, parsed.dim, None, loop.create_future(), len(text),
+                      text_cost(text)) for _, text in parsed.texts]  # fmt: skip
+        within, factor = parsed.max_pixels or model.pixels.max_pixels, model.pixels.factor  # the resize's budget
         units += [Unit("image", image, parsed.task, parsed.prompt, parsed.dim, parsed.max_pixels, loop.create_future(),
-                       image.width * image.height * 3) for _, image in decoded]  # fmt: skip
+                       image.width * image.height * 3, image_cost(image.width, image.height, within, factor))
+                  for _, image in decoded]  # fmt: skip
         positions = [i for i, _ in parsed.texts] + [i for i, _ in decoded]
         try:
             batcher.submit(units)

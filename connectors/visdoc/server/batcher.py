@@ -1,15 +1,30 @@
-"""Dynamic micro-batching: requests from many clients share forward passes of one model."""
+"""Dynamic micro-batching: requests from many clients share forward passes of one model, fairly.
+
+Fairness. Each request's inputs wait in streams, one per kind and options (inputs that can share
+a forward pass). Batches are cut to about ``max_batch_cost`` tokens, and the streams take turns
+leading them: a request that has not had a turn goes first, a stream that led goes to the back,
+and each other stream of the same kind joins a batch with at most its share of the budget
+(``max_batch_cost`` / waiting streams). So a request of many long texts is encoded a piece at a
+time, and a one-word request that comes in meanwhile waits for the piece in flight, not for the
+whole request. A stream passed over :data:`STARVE_LIMIT` batches in a row leads the next one, so
+a stream of small requests cannot starve a large one either. ``fair=False`` is the former first
+come, first served order (one batch takes up to ``max_items`` waiting inputs, whatever their
+size), kept for comparison (``benchmarks/server_fairness.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..encoder.contract import EncodeResult
+
+DEFAULT_BATCH_COST = 32768  # tokens per batch: one GPU forward pass of the local model (GPU_BATCH_TOKENS)
+STARVE_LIMIT = 4  # batches a waiting stream may be passed over before it leads one
 
 
 @dataclass
@@ -24,6 +39,7 @@ class Unit:
     max_pixels: int | None
     future: asyncio.Future = field(repr=False)
     size: int = 0  # bytes it holds while queued
+    cost: int = 1  # about the tokens it takes (text_cost, image_cost)
 
     @property
     def key(self) -> tuple:
@@ -31,14 +47,34 @@ class Unit:
         return (self.kind, self.task, self.prompt, self.dim, self.max_pixels)
 
 
+def text_cost(text: str) -> int:
+    """About the tokens of a text: one per 4 characters of ASCII, one per 2 characters otherwise."""
+    return len(text) // (4 if text.isascii() else 2) + 1
+
+
+def image_cost(width: int, height: int, max_pixels: int, factor: int) -> int:
+    """About the tokens of an image resized within ``max_pixels``: one per ``factor`` x ``factor`` pixels."""
+    return min(width * height, max_pixels) // (factor * factor) + 1
+
+
 class QueueFull(Exception):
     """The server has more waiting inputs than it accepts; the client should retry later."""
 
 
+@dataclass
+class _Stream:
+    """A request's waiting units of one key."""
+
+    key: tuple
+    units: deque[Unit]
+    arrived: float
+    skipped: int = 0  # batches formed in a row without a unit of this stream
+
+
 class MicroBatcher:
-    """Collects units for up to ``max_wait`` seconds (or ``max_items``), runs each group of
-    compatible units as one ``encode`` call in a worker thread, one call at a time, and
-    resolves every unit's future with its :class:`~visdoc.encoder.EncodedItem`."""
+    """Collects units for up to ``max_wait`` seconds, runs each batch (fairly cut from the
+    waiting requests, see the module's docstring) as one ``encode`` call in a worker thread, one
+    call at a time, and resolves every unit's future with its :class:`~visdoc.encoder.EncodedItem`."""
 
     def __init__(
         self,
@@ -48,19 +84,23 @@ class MicroBatcher:
         max_queue_bytes: int = 1 << 30,
         max_items: int = 256,
         max_wait: float = 0.005,
+        max_batch_cost: int = DEFAULT_BATCH_COST,
+        fair: bool = True,
         on_batch: Callable[[int], None] = lambda n: None,
     ) -> None:
         self._encode = encode
         self.max_queue, self.max_items, self.max_wait = max_queue, max_items, max_wait
-        self.max_queue_bytes = max_queue_bytes
+        self.max_queue_bytes, self.max_batch_cost, self.fair = max_queue_bytes, max_batch_cost, fair
         self._queued_bytes = 0
+        self._waiting = 0
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[Unit] = asyncio.Queue()
+        self._turns: deque[_Stream] = deque()  # the stream at the front leads the next batch
+        self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return self._waiting
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -73,43 +113,95 @@ class MicroBatcher:
 
     def submit(self, units: list[Unit]) -> None:
         """Queue a request's units, all or none (raises :class:`QueueFull`)."""
-        if self._queue.qsize() + len(units) > self.max_queue:
-            raise QueueFull(f"{self._queue.qsize()} inputs are waiting; the server accepts {self.max_queue}")
+        if self._waiting + len(units) > self.max_queue:
+            raise QueueFull(f"{self._waiting} inputs are waiting; the server accepts {self.max_queue}")
         size = sum(u.size for u in units)
         if self._queued_bytes + size > self.max_queue_bytes:
             raise QueueFull(
                 f"{self._queued_bytes} bytes of inputs are waiting; the server holds {self.max_queue_bytes}"
             )
         self._queued_bytes += size
+        self._waiting += len(units)
+        now = asyncio.get_running_loop().time()
+        streams: dict[tuple, _Stream] = {}
         for unit in units:
-            self._queue.put_nowait(unit)
+            streams.setdefault(unit.key, _Stream(unit.key, deque(), now)).units.append(unit)
+        if self.fair:  # a request that has not had a turn goes first
+            self._turns.extendleft(reversed(streams.values()))
+        else:
+            self._turns.extend(streams.values())
+        self._arrived.set()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            deadline = loop.time() + self.max_wait
-            while len(batch) < self.max_items:
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time())))
-                except TimeoutError:
-                    break
-            self._queued_bytes -= sum(u.size for u in batch)
+            if not self._turns:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            delay = min(s.arrived for s in self._turns) + self.max_wait - loop.time()
+            if delay > 0 and self._waiting < self.max_items:  # let concurrent requests join
+                await asyncio.sleep(delay)
+            batch = self._next_batch() if self.fair else self._first_come()
             groups: dict[tuple, list[Unit]] = defaultdict(list)
             for unit in batch:
-                if not unit.future.done():  # its client may have gone away
-                    groups[unit.key].append(unit)
+                groups[unit.key].append(unit)
             for units in groups.values():
-                self._on_batch(len(units))
-                try:
-                    result = await asyncio.to_thread(self._encode, units[0].kind, units)
-                except Exception:  # one bad input must not fail its batch-mates: retry one by one
-                    for unit in units:
-                        await self._run_alone(unit)
-                    continue
-                for i, unit in enumerate(units):
-                    if not unit.future.done():
-                        unit.future.set_result(result.item(i))
+                await self._run_batch(units)
+
+    def _next_batch(self) -> list[Unit]:
+        """The next fair batch: the leading stream's units up to the budget, and each other
+        stream of its key up to its share."""
+        leader = next((s for s in self._turns if s.skipped >= STARVE_LIMIT), self._turns[0])
+        share = self.max_batch_cost // len(self._turns)
+        batch: list[Unit] = []
+        cost = 0
+        for stream in [leader, *(s for s in self._turns if s is not leader and s.key == leader.key)]:
+            allowance, taken = (self.max_batch_cost if stream is leader else share), 0
+            while stream.units and len(batch) < self.max_items:
+                unit = stream.units[0]
+                if batch and (taken + unit.cost > allowance or cost + unit.cost > self.max_batch_cost):
+                    break
+                batch.append(self._take(stream))
+                taken += unit.cost
+                cost += unit.cost
+            stream.skipped = -1 if taken else stream.skipped
+        for stream in self._turns:
+            stream.skipped += 1  # those that took part are back at 0
+        self._turns.remove(leader)
+        self._turns.append(leader)  # its turn is over
+        self._forget_empty()
+        return [u for u in batch if not u.future.done()]  # a client that went away
+
+    def _first_come(self) -> list[Unit]:
+        """Up to ``max_items`` units in the order they came, whatever their cost."""
+        batch: list[Unit] = []
+        for stream in self._turns:
+            while stream.units and len(batch) < self.max_items:
+                batch.append(self._take(stream))
+        self._forget_empty()
+        return [u for u in batch if not u.future.done()]
+
+    def _take(self, stream: _Stream) -> Unit:
+        unit = stream.units.popleft()
+        self._waiting -= 1
+        self._queued_bytes -= unit.size
+        return unit
+
+    def _forget_empty(self) -> None:
+        self._turns = deque(s for s in self._turns if s.units)
+
+    async def _run_batch(self, units: list[Unit]) -> None:
+        self._on_batch(len(units))
+        try:
+            result = await asyncio.to_thread(self._encode, units[0].kind, units)
+        except Exception:  # one bad input must not fail its batch-mates: retry one by one
+            for unit in units:
+                await self._run_alone(unit)
+            return
+        for i, unit in enumerate(units):
+            if not unit.future.done():
+                unit.future.set_result(result.item(i))
 
     async def _run_alone(self, unit: Unit) -> None:
         try:
