@@ -8,6 +8,7 @@ import yaml
 
 from conftest import FIXTURE
 from visdoc.cli import _parser
+from visdoc.server import check_exposure
 
 ROOT = FIXTURE.parents[2]
 
@@ -42,6 +43,8 @@ def test_embedding_server_reserves_a_gpu_and_runs_a_valid_command():
     assert command[:2] == ["visdoc", "serve"]
     args = _parser().parse_args(command[1:])  # the flags exist in this version of the CLI
     assert (args.host, args.port) == ("0.0.0.0", 8080)
+    assert embeddings["environment"]["VISDOC_API_KEY"] == "${VISDOC_API_KEY:-}"  # often empty: then
+    check_exposure(args.host, args.port, None, allow_no_key=args.allow_no_key)  # it must still start
     assert "/health" in " ".join(embeddings["healthcheck"]["test"])
 
 

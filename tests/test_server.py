@@ -161,6 +161,27 @@ def test_more_malformed_requests_get_400_not_500(strict_server):
         assert post(strict_server, body, key=None).status_code == 400
 
 
+def test_a_lone_surrogate_in_a_text_is_a_400_naming_its_input_not_a_500(strict_server):
+    def send(content: bytes) -> httpx.Response:  # JSON's \ud800 escape: valid JSON, not valid Unicode text
+        return httpx.post(f"{strict_server}/v1/embeddings", content=content, timeout=30)
+
+    for content, index in ((b'{"input": "\\ud800"}', 0), (b'{"input": ["ok", {"text": "a\\udc00b"}]}', 1)):
+        response = send(content)
+        assert response.status_code == 400, response.text
+        detail = response.json()["detail"]
+        assert detail.startswith(f"input {index}:") and "lone surrogate" in detail
+    assert send(b'{"input": "\\ud83d\\ude00"}').status_code == 200  # a pair is one valid character
+
+
+def test_a_keyless_server_refuses_to_start_on_all_interfaces():
+    env = {k: v for k, v in os.environ.items() if k != "VISDOC_API_KEY"}
+    cmd = [sys.executable, "-m", "visdoc", "serve", "--model", str(FIXTURE), "--host", "0.0.0.0",
+           "--port", str(free_port())]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)  # refused before loading
+    assert done.returncode == 2
+    assert "'0.0.0.0'" in done.stderr and "--api-key" in done.stderr and "--allow-no-key" in done.stderr
+
+
 def test_chunked_bodies_are_cut_off_at_the_limit(strict_server):
     def chunks():
         yield b'{"input": "'

@@ -371,7 +371,7 @@ def test_cli_ui_serves_the_page_alone_and_serve_can_leave_it_out(tmp_path):
         proc.wait(30)
 
 
-# -- without a key: loopback Host names only (DNS rebinding) -----------------------------------------
+# -- without a key: loopback peers naming a loopback host only (other machines, DNS rebinding) -------
 
 LOOPBACK = ["localhost", "localhost:8080", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::1]:8080", "LocalHost:1"]
 HOSTILE = ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io:8080", "[::2]:8080",
@@ -380,11 +380,12 @@ HOSTILE = ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0
 
 @pytest.fixture(scope="module")
 def open_client(data_dir, tiny_fp32, tmp_path_factory):
-    """The page with no API key (its stores are never opened by these tests)."""
+    """The page with no API key, called from a loopback peer (TestClient's own is ``testclient``; its
+    stores are never opened by these tests)."""
     from visdoc.server import UISettings, create_ui_app
 
     settings = UISettings(data_dir=data_dir / "data", collection="docs", work_dir=tmp_path_factory.mktemp("open"))
-    with TestClient(create_ui_app(tiny_fp32, settings)) as c:
+    with TestClient(create_ui_app(tiny_fp32, settings), client=("127.0.0.1", 50000)) as c:
         yield c
 
 
@@ -412,6 +413,17 @@ def test_without_a_key_other_hosts_get_403_on_every_api_and_file_route(open_clie
         assert response.status_code == 403, (method, url, response.text)
         assert "--api-key" in response.json()["detail"]
     assert open_client.get("/ui/", headers={"Host": host}).status_code == 200  # the page itself holds no data
+
+
+@pytest.mark.parametrize("peer", ["203.0.113.5", "::ffff:198.51.100.7", "testclient"])
+def test_without_a_key_other_machines_get_403_whatever_host_they_name(open_client, peer):
+    remote = TestClient(open_client.app, client=(peer, 40000))  # no lifespan: the app is open_client's
+    for host in LOOPBACK:
+        for path in ("/ui/api/config", "/ui/api/jobs", "/files/docs/not-a-document/a.pdf"):
+            response = remote.get(path, headers={"Host": host})
+            assert response.status_code == 403, (host, path)
+            assert "--api-key" in response.json()["detail"]
+    assert remote.get("/ui/", headers={"Host": "localhost"}).status_code == 200
 
 
 def test_with_a_key_any_host_is_served(client):

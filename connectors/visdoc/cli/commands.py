@@ -37,18 +37,20 @@ def _ui_settings(args: argparse.Namespace):  # noqa: ANN202
 def _ui_auth(args: argparse.Namespace) -> str:
     if args.api_key:
         return "bearer token required"
-    return "no authentication: answers only requests to localhost; set --api-key for remote use"
+    return "no authentication: answers only requests from this machine to localhost; set --api-key for remote use"
 
 
 def run_ui(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ..server import serve
+    from ..server import check_exposure, serve
 
+    check_exposure(args.host, args.port, args.api_key, allow_no_key=args.allow_no_key, ui_only=True)  # before loading
     model = _load_model(args, args.model)
     print(f"search page on http://{args.host}:{args.port}/ui ({_ui_auth(args)})", file=sys.stderr, flush=True)
     settings = dataclasses.replace(_ui_settings(args), preload=True)  # the page's own server: open the store now
-    serve(model, host=args.host, port=args.port, api_key=args.api_key, ui=settings, ui_only=True)
+    serve(model, host=args.host, port=args.port, api_key=args.api_key, ui=settings, ui_only=True,
+          allow_no_key=args.allow_no_key)  # fmt: skip
     return 0
 
 
@@ -98,8 +100,9 @@ def _local_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from ..server import Limits, serve
+    from ..server import Limits, check_exposure, serve
 
+    check_exposure(args.host, args.port, args.api_key, allow_no_key=args.allow_no_key)  # before loading the model
     limits = Limits(
         max_body_bytes=args.max_body_mb << 20,
         max_items=args.max_items,
@@ -114,7 +117,8 @@ def run_serve(args: argparse.Namespace) -> int:
     ui = None if args.no_ui else _ui_settings(args)
     if ui is not None:
         print(f"search page at /ui ({_ui_auth(args)})", file=sys.stderr, flush=True)
-    serve(model, host=args.host, port=args.port, api_key=args.api_key, limits=limits, ui=ui)
+    serve(model, host=args.host, port=args.port, api_key=args.api_key, limits=limits, ui=ui,
+          allow_no_key=args.allow_no_key)  # fmt: skip
     return 0
 
 
@@ -163,11 +167,27 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
 
 
 def _store_ingestion(args: argparse.Namespace, spec, ingestor: Callable[[Any], Any]) -> int:  # noqa: ANN001
-    """Open the collection, run ``ingestor(store).ingest`` over the paths, and report."""
-    with _open_store(args, spec, **_server_options(args)) as store:
-        report = ingestor(store).ingest(args.paths, show_progress=True)
-        print(report.summary())
-        print(f"collection {args.collection!r}: {store.count()} points")
+    """Open the collection, run ``ingestor(store).ingest`` over the paths, and report. Ctrl-C or
+    SIGTERM stops the run, keeping what was stored; the exit status is then 130 or 143."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with _open_store(args, spec, **_server_options(args)) as store:
+            report = ingestor(store).ingest(args.paths, show_progress=True)
+            print(report.summary())
+            print(f"collection {args.collection!r}: {store.count()} points")
+    except KeyboardInterrupt as stopped:
+        name = "SIGTERM" if stopped.args == ("SIGTERM",) else "SIGINT"
+        print(f"\nvisdoc: ingestion stopped ({name}); the pages stored so far are kept: run the same command "
+              "again to finish", file=sys.stderr)  # fmt: skip
+        return 128 + signal.Signals[name]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 1 if report.problems else 0
 
 

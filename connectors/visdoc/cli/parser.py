@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"bearer token (default: ${SERVER_KEY_ENV})"
     )
+    server.add_argument("--allow-no-key", action="store_true",
+                        help="start without an API key on a non-loopback --host: the embedding API then "
+                             "answers anyone who can reach the port (the search page still answers only "
+                             "loopback clients)")  # fmt: skip
     server.add_argument("--device", default=None)
     server.add_argument("--dtype", default=None)
     _speed_options(server)
@@ -113,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     page.add_argument(
         "--api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"bearer token (default: ${SERVER_KEY_ENV})"
     )
+    page.add_argument("--allow-no-key", action="store_true",
+                      help="start without an API key on a non-loopback --host (the page's API, images and files "
+                           "still answer only loopback clients: other machines get 403)")  # fmt: skip
     _ui_options(page)
     page.set_defaults(run=run_ui)
 

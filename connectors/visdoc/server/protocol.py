@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..encoder.wire import DEFAULT_TASK, TASKS
+from .validation import lone_surrogate
 
 
 class RequestError(Exception):
@@ -87,6 +88,9 @@ def parse_request(body: Any, limits: Limits) -> EmbeddingRequest:
                 raise RequestError(400, f"input {index}: 'text' must be a string")
             if len(text) > limits.max_text_chars:
                 raise RequestError(413, f"input {index}: {len(text)} characters; the limit is {limits.max_text_chars}")
+            problem = lone_surrogate(text)  # the tokenizer takes UTF-8 text only: refuse it here, not with a 500
+            if problem:
+                raise RequestError(400, f"input {index}: the text is not valid Unicode ({problem})")
             request.texts.append((index, text))
         else:
             request.images.append((index, _image(item["image"], index, limits)))
@@ -106,6 +110,9 @@ def _image(value: Any, index: int, limits: Limits) -> Any:
     if value.startswith(("http://", "https://")):
         if not limits.allow_image_urls:
             raise RequestError(400, f"input {index}: image URLs are not fetched by this server; send base64 data")
+        problem = lone_surrogate(value)
+        if problem:
+            raise RequestError(400, f"input {index}: the image URL is not valid Unicode ({problem})")
         return value
     if value.startswith("data:"):
         value = value.partition(",")[2]

@@ -4,8 +4,9 @@ Mounted on the embedding server (``visdoc serve``) or served alone (``visdoc ui`
 key, every ``/ui/api`` call needs ``Authorization: Bearer <key>``; page images and source files
 also accept a short-lived signed cookie that ``POST /ui/api/session`` sets (an ``<img>`` cannot
 send headers). The page itself and its assets load without a key. Without a key, ``/ui/api`` and
-``/files`` answer only requests addressed to a loopback name (``Host: localhost``, ``127.0.0.1`` or
-``[::1]``), so that another site's page cannot reach them through DNS rebinding.
+``/files`` answer only a client on this machine (a loopback peer address, whatever the bind
+address) that addresses it by a loopback name (``Host: localhost``, ``127.0.0.1`` or ``[::1]``), so
+that neither another machine nor another site's page (DNS rebinding) can reach them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -48,7 +51,7 @@ from .routes import (
     UI_PREFIX,
     UPLOADS,
 )
-from .validation import UIError
+from .validation import UIError, check_text, invalid_unicode, is_loopback_address
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
@@ -123,14 +126,18 @@ def host_name(host: str) -> str:
 
 
 def loopback_only(request: Request) -> None:
-    """Without a key, answer only requests addressed to this machine by a loopback name.
+    """Without a key, answer only a loopback peer (``request.client``; none: refused) that addresses
+    this machine by a loopback name.
 
-    A hostile site whose name re-resolves to 127.0.0.1 (DNS rebinding) sends its own name as
-    ``Host``, and its page counts as same-origin to the browser; this check is what stops it.
+    The peer check keeps other machines out, whatever ``Host`` they send, when the server listens on
+    another interface. The ``Host`` check stops DNS rebinding: a hostile site whose name re-resolves
+    to 127.0.0.1 sends its own name as ``Host``, and its page counts as same-origin to the browser.
     """
-    if host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
-        raise UIError(403, "without an API key the search page answers only requests to localhost, 127.0.0.1 "
-                           "or [::1]; start the server with --api-key for remote use")  # fmt: skip
+    peer = request.client.host if request.client else None
+    if not is_loopback_address(peer) or host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+        raise UIError(403, "without an API key the search page answers only requests from this machine "
+                           "(a loopback address) to localhost, 127.0.0.1 or [::1]; start the server with "
+                           "--api-key for remote use")  # fmt: skip
 
 
 def same_origin(request: Request) -> None:
@@ -190,6 +197,13 @@ def install_ui(app: FastAPI, model: Encoder, settings: UISettings, *, api_key: s
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problem = invalid_unicode(exc.errors())  # FastAPI's own answer echoes the input: not as UTF-8
+        if problem is None:
+            return await request_validation_exception_handler(request, exc)
+        return JSONResponse({"detail": problem}, status_code=422)
+
     app.add_middleware(ServerTiming)
 
     @router.get(ROOT, include_in_schema=False)
@@ -238,12 +252,13 @@ def install_ui(app: FastAPI, model: Encoder, settings: UISettings, *, api_key: s
     @router.post(SEARCH, dependencies=[*keyed, Depends(same_origin)])
     def search(name: str, body: SearchBody) -> dict[str, Any]:
         start = time.perf_counter()
+        check_text(body.query, "query")
         hits = library.search(name, body.query, k=body.k, documents=tuple(body.documents), mode=body.mode)
         return {"results": hits, "ms": round(1000 * (time.perf_counter() - start), 1)}
 
     @router.get(HEATMAP, dependencies=keyed)
     def heatmap(name: str, point_id: str, q: Annotated[str, Query(min_length=1, max_length=2000)]) -> dict:
-        return library.heatmap(name, point_id, q)
+        return library.heatmap(name, point_id, check_text(q, "q"))
 
     @router.get(PAGE_IMAGE, dependencies=[Depends(auth.key_or_cookie)])
     def image(name: str, point_id: str, size: str = "thumb") -> FileResponse:
