@@ -60,3 +60,17 @@ def built_checkpoint(tmp_path_factory) -> Path:
     from visdoc.testing import build_checkpoint
 
     return build_checkpoint(tmp_path_factory.mktemp("built") / "ckpt")
+
+
+def page_data_routes(app) -> list[tuple[str, str]]:  # noqa: ANN001 - a FastAPI app
+    """``(method, sample URL)`` of every route of the search page that serves data (``/ui/api``,
+    ``/files``), read from the app's schema, so a route added later is checked too."""
+    samples = {"{name}": "docs", "{point_id}": "00000000-0000-0000-0000-000000000000", "{document_id}": "0" * 32,
+               "{job_id}": "x", "{file_name}": "a.pdf"}  # fmt: skip
+    routes = []
+    for path, methods in app.openapi()["paths"].items():
+        if path.startswith(("/ui/api", "/files")):
+            for placeholder, value in samples.items():
+                path = path.replace(placeholder, value)
+            routes += [(method.upper(), path) for method in methods]
+    return routes

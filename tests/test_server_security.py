@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from conftest import FIXTURE
+from conftest import FIXTURE, page_data_routes
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -78,13 +78,9 @@ def test_a_remote_peer_is_refused_even_when_it_sends_host_localhost(keyless, pee
 
 
 def test_every_api_and_file_route_refuses_a_remote_peer(keyless):
-    paths = keyless.openapi()["paths"]
-    routes = [(method.upper(), path) for path, methods in paths.items() for method in methods
-              if path.startswith(("/ui/api", "/files"))]  # fmt: skip
+    routes = page_data_routes(keyless)
     assert len(routes) == 11
-    for method, path in routes:
-        url = path.replace("{name}", "docs").replace("{point_id}", "00000000-0000-0000-0000-000000000000")
-        url = url.replace("{document_id}", "0" * 32).replace("{job_id}", "x").replace("{file_name}", "a.pdf")
+    for method, url in routes:
         code = status(keyless, ("203.0.113.5", 1234), "localhost", method, url,
                       params={"q": "x", "filename": "a.pdf"}, json={"query": "x"})  # fmt: skip
         assert code == 403, (method, url)

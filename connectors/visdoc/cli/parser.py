@@ -88,15 +88,8 @@ def _parser() -> argparse.ArgumentParser:
 
     server = subcommands.add_parser("serve", help="serve the model over HTTP (Jina/OpenAI embeddings API)")
     server.add_argument("--model", default=os.environ.get(MODEL_ENV, DEFAULT_MODEL), help="hub id or folder")
-    server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=8080)
-    server.add_argument(
-        "--api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"bearer token (default: ${SERVER_KEY_ENV})"
-    )
-    server.add_argument("--allow-no-key", action="store_true",
-                        help="start without an API key on a non-loopback --host: the embedding API then "
-                             "answers anyone who can reach the port (the search page still answers only "
-                             "loopback clients)")  # fmt: skip
+    _listen_options(server, "the embedding API then answers anyone who can reach the port (the search page "
+                            "still answers only loopback clients)")  # fmt: skip
     server.add_argument("--device", default=None)
     server.add_argument("--dtype", default=None)
     _speed_options(server)
@@ -112,14 +105,8 @@ def _parser() -> argparse.ArgumentParser:
 
     page = subcommands.add_parser("ui", help="serve the visual search page alone (no embedding endpoints)")
     _model_options(page)
-    page.add_argument("--host", default="127.0.0.1")
-    page.add_argument("--port", type=int, default=8080)
-    page.add_argument(
-        "--api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"bearer token (default: ${SERVER_KEY_ENV})"
-    )
-    page.add_argument("--allow-no-key", action="store_true",
-                      help="start without an API key on a non-loopback --host (the page's API, images and files "
-                           "still answer only loopback clients: other machines get 403)")  # fmt: skip
+    _listen_options(page, "the page's API, images and files still answer only loopback clients: other "
+                          "machines get 403")  # fmt: skip
     _ui_options(page)
     page.set_defaults(run=run_ui)
 
@@ -146,6 +133,17 @@ def _parser() -> argparse.ArgumentParser:
     _store_options(delete)
     delete.set_defaults(run=run_delete)
     return parser
+
+
+def _listen_options(parser: argparse.ArgumentParser, without_key: str) -> None:
+    """Where a server listens and its key; ``without_key`` says what --allow-no-key exposes."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--api-key", default=os.environ.get(SERVER_KEY_ENV), help=f"bearer token (default: ${SERVER_KEY_ENV})"
+    )
+    parser.add_argument("--allow-no-key", action="store_true",
+                        help=f"start without an API key on a non-loopback --host: {without_key}")  # fmt: skip
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
