@@ -452,3 +452,23 @@ def test_visdoc_ingest_on_a_full_disk_stops_cleanly_and_the_rerun_completes(smal
     with open_store(NAME, data_dir=tmp_path / "reference") as done, open_store(NAME, data_dir=data) as store:
         assert stable(store) == stable(done) and store.count() == 40
     assert not (data / NAME / PENDING_FILE).exists()
+
+
+def test_a_folder_that_is_not_a_collection_is_never_deleted(tmp_path):
+    papers = tmp_path / NAME
+    papers.mkdir()
+    (papers / "draft.txt").write_text("my notes")
+    with pytest.raises(StoreError, match="is not a visdoc collection .*draft.txt"):
+        open_store(NAME, SPEC, data_dir=tmp_path)
+    assert (papers / "draft.txt").read_text() == "my notes"
+
+
+def test_a_shard_that_cannot_be_opened_is_moved_aside_not_deleted(tmp_path, caplog):
+    junk = tmp_path / NAME / "shard" / "segments"
+    junk.mkdir(parents=True)
+    (junk / "data").write_bytes(b"not a segment")
+    with caplog.at_level(logging.WARNING, logger="visdoc.store"), open_store(NAME, SPEC, data_dir=tmp_path) as store:
+        store.upsert(POINTS[:2])
+        assert store.count() == 2
+    [aside] = (tmp_path / NAME).glob("shard.interrupted-*")
+    assert (aside / "segments" / "data").read_bytes() == b"not a segment" and "moved to" in caplog.text

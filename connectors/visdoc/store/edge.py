@@ -353,14 +353,14 @@ class EdgeStore(Store):
         return qe.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
 
 
-def _count_points(shard: Path) -> int:
-    """Points in a shard left without a spec (0 if it cannot even be opened)."""
+def _count_points(shard: Path) -> int | None:
+    """Points in a shard left without a spec (None if it cannot be opened to count them)."""
     import qdrant_edge as qe
 
     try:
         opened = qe.EdgeShard.load(str(shard))
     except Exception:
-        return 0
+        return None
     try:
         return opened.count(qe.CountRequest(exact=True))
     finally:

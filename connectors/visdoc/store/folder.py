@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .schema import SPEC_FILE, CollectionSpec
 SHARD_DIR = "shard"
 LOCK_FILE = ".lock"
 PENDING_FILE = "optimize.pending"
+_ASIDE = ".interrupted-"  # a shard an interrupted creation left that could not be opened
 _SPEC_TEMP = f".{SPEC_FILE}."  # + pid + ".tmp"
 
 log = logging.getLogger("visdoc.store")
@@ -64,24 +66,44 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def discard_unfinished(folder: Path, name: str, count_points: Callable[[Path], int]) -> None:
-    """Remove what an interrupted creation left in ``folder`` (the engine refuses to create a shard
-    over segment data), with a warning; refuse if, against all odds, it holds points."""
+def discard_unfinished(folder: Path, name: str, count_points: Callable[[Path], int | None]) -> None:
+    """Clear what an interrupted creation left in ``folder`` (the engine refuses to create a shard
+    over segment data), with a warning. Nothing that is not a creation's leftover is ever deleted:
+    a folder holding anything else is refused, a shard holding points is refused, and a shard that
+    cannot be opened to count them is moved aside (``shard.interrupted-N``), not deleted."""
     leftovers = [p for p in folder.iterdir() if p.name != LOCK_FILE]
-    if not leftovers:
-        return
+    foreign = sorted(p.name for p in leftovers if not _creation_leftover(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise StoreError(f"{folder} is not a visdoc collection (it holds {shown}) and has no {SPEC_FILE}: choose "
+                         "another collection name, or move those files away")  # fmt: skip
     shard = folder / SHARD_DIR
     points = count_points(shard) if shard.is_dir() else 0
     if points:
         raise StoreError(f"collection {name!r} in {folder.parent} holds {points} points but no readable {SPEC_FILE}: "
                          "restore that file, or delete the folder to start over")  # fmt: skip
-    log.warning("collection %r in %s was interrupted while it was being created (it holds no pages): replacing it",
-                name, folder.parent)  # fmt: skip
+    if points is None:  # unreadable: keep it, out of the way
+        aside = folder / f"{SHARD_DIR}{_ASIDE}{time.time_ns()}"
+        shard.rename(aside)
+        leftovers = [p for p in leftovers if p != shard]
+        log.warning("collection %r in %s was interrupted while it was being created; its shard cannot be opened "
+                    "and was moved to %s: replacing it", name, folder.parent, aside.name)  # fmt: skip
+    else:
+        log.warning("collection %r in %s was interrupted while it was being created (it holds no pages): "
+                    "replacing it", name, folder.parent)  # fmt: skip
     for path in leftovers:
+        if path.name.startswith(SHARD_DIR + _ASIDE):
+            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def _creation_leftover(entry: str) -> bool:
+    """Whether a folder entry is one that creating a collection writes (see :func:`write_spec`)."""
+    return (entry in (SHARD_DIR, SPEC_FILE, PENDING_FILE) or entry.startswith(SHARD_DIR + _ASIDE)
+            or (entry.startswith(_SPEC_TEMP) and entry.endswith(".tmp")))  # fmt: skip
 
 
 def interrupted_message(name: str, data_dir: Path) -> str:
