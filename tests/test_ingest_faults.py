@@ -349,6 +349,17 @@ def test_a_pdf_that_kills_its_render_worker_is_the_only_problem(tiny_fp32, store
     assert sources(store) == {"a.pdf", "z.pdf"} and store.count() == 4
 
 
+def test_a_long_pdf_that_kills_every_worker_first_is_still_only_its_own_problem(tiny_fp32, store, tmp_path,
+                                                                              monkeypatch):  # fmt: skip
+    import visdoc.ingest.render as render
+
+    crash = make_pdf(tmp_path / "crash-long.pdf", 4 * render.CRASHES_BEFORE_ANY_PAGE)  # as many render tasks
+    good = make_pdf(tmp_path / "z.pdf", 2, text="z")
+    monkeypatch.setattr(render, "render_pages", render_or_crash)
+    report = ingest(tiny_fp32, store, crash, good, workers=1, batch_size=2)
+    assert {p.path for p in report.problems} == {str(crash)} and sources(store) == {"z.pdf"}
+
+
 # -- an interrupted `visdoc ingest` ----------------------------------------------------------------
 
 PAGES = 80  # 2-4 s of rendering and embedding at SMALL: long enough to interrupt it
@@ -413,3 +424,37 @@ def test_render_workers_and_the_resource_tracker_die_with_an_interrupted_ingest(
             again = ingest(tiny_fp32, resumed, pdf, batch_size=8)
             assert not again.problems and again.pages_stored + interrupted_count == PAGES
             assert sorted(r.id for r in resumed.iter_records()) == sorted(point_id(doc, i) for i in range(PAGES))
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_and_the_others_are_stored(tiny_fp32, store, tmp_path):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "good.txt").write_text("A note about the harbour's cold storage.")
+    bad = os.fsdecode(bytes(folder) + b"/caf\xe9.txt")
+    with open(bad, "w") as file:
+        file.write("Latin-1 named notes.")
+    report = ingest(tiny_fp32, store, folder)
+    assert [p.message for p in report.problems] == [
+        "its name is not valid UTF-8, which the collection's payload must be; rename it"
+    ]
+    assert "caf\\xe9.txt" in report.problems[0].path and report.summary()  # printable
+    assert sources(store) == {"good.txt"}
+
+
+def test_folders_nested_deeper_than_the_recursion_limit_are_walked(tmp_path, monkeypatch):
+    import inspect
+    import sys
+
+    deep = path = tmp_path / "deep"
+    deep.mkdir()
+    for _ in range(300):
+        path = path / "a"
+        path.mkdir()
+    (path / "note.txt").write_text("bottom")
+    monkeypatch.setattr(sys, "getrecursionlimit", sys.getrecursionlimit)  # restored after the test
+    sys.setrecursionlimit(len(inspect.stack(0)) + 150)  # fewer frames than folder levels
+    try:
+        found, problems = discover([deep])
+    finally:
+        sys.setrecursionlimit(1000)
+    assert [f.path.name for f in found] == ["note.txt"] and not problems

@@ -9,9 +9,10 @@ the workers keep alive by holding its pipe, then exits on its own.
 
 A worker that dies (PyMuPDF crashing on one PDF) breaks the pool: a new one is started, the task
 whose result was lost is tried again, and a task that breaks the new pool too is the problem of
-its file. The other tasks are tried again as their turn comes. When the workers die on the first
-:data:`CRASHES_BEFORE_ANY_PAGE` tasks and have rendered nothing yet, the fault is not in the files
-(the workers cannot start): the run stops.
+its file. The other tasks are tried again as their turn comes. When the workers die on the tasks
+of :data:`CRASHES_BEFORE_ANY_PAGE` different files and have rendered nothing yet, the fault is not in
+the files (the workers cannot start): the run stops. (One damaged PDF cut into many tasks is only
+its own problem.)
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class RenderPool:
         self.workers = workers
         self.budget = budget
         self._pool: ProcessPoolExecutor | None = None
-        self._crashes = 0  # tasks whose worker died twice
+        self._crashed: set[str] = set()  # files one of whose tasks killed its worker twice
         self._rendered = False  # whether any task came back
 
     def units(self, work: Iterable[tuple[Document, list[int]]]) -> Iterator[Unit | Problem]:
@@ -92,8 +93,9 @@ class RenderPool:
                     window.append((*following, *self._submit(*following)))
                 rendered = functools.partial(self._result, doc, pages, future, pool)
                 yield from produce(doc, pages, self.budget, rendered=rendered)
-                if self._crashes >= CRASHES_BEFORE_ANY_PAGE and not self._rendered:
-                    raise VisdocError(f"the page renderer's worker processes died on the first {self._crashes} tasks")
+                if len(self._crashed) >= CRASHES_BEFORE_ANY_PAGE and not self._rendered:
+                    raise VisdocError(f"the page renderer's worker processes died on the first {len(self._crashed)} "
+                                      "files: they cannot start")  # fmt: skip
         finally:
             self.close()
 
@@ -122,7 +124,7 @@ class RenderPool:
                 pages_rendered = retry.result()
             except BrokenProcessPool:
                 self._drop(pool)
-                self._crashes += 1
+                self._crashed.add(str(doc.file.path))
                 raise SourceError(CRASHED) from None
         self._rendered = True
         return pages_rendered

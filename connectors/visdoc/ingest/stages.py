@@ -88,9 +88,10 @@ def render_budget(pixels: PixelBudget, max_pixels: int | None = None) -> RenderB
 
 
 def tasks(documents: Iterable[Document]) -> Iterator[tuple[Document, list[int]]]:
-    """Work items ``(document, pages)``: a few PDF pages or text chunks each, all frames of an image."""
+    """Work items ``(document, pages)``: a few PDF pages, image frames or text chunks each (a work
+    item's units are held together, so a GIF of many frames is never decoded all at once)."""
     for doc in documents:
-        step = {"pdf": PAGES_PER_RENDER_TASK, "text": CHUNKS_PER_TEXT_TASK}.get(doc.file.kind, max(1, len(doc.missing)))
+        step = CHUNKS_PER_TEXT_TASK if doc.file.kind == "text" else PAGES_PER_RENDER_TASK
         for i in range(0, len(doc.missing), step):
             yield doc, doc.missing[i : i + step]
 

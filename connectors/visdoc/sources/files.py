@@ -14,7 +14,7 @@ from typing import Literal
 from ..errors import SourceError
 
 FileKind = Literal["pdf", "image", "text"]
-FileState = tuple[int, int, int]  # (size, mtime_ns, inode): what a file was when it was hashed
+FileState = tuple[int, int, int, int]  # (size, mtime_ns, inode, ctime_ns): what a file was when it was hashed
 EXTENSIONS: dict[str, FileKind] = {
     ".pdf": "pdf",
     ".png": "image",
@@ -119,30 +119,40 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], list
     return found, problems
 
 
-def _walk(folder: Path, files: list[Path], problems: list[Problem]) -> None:
-    """Every entry under ``folder`` that is not a folder itself; folders that cannot be listed and
-    links to folders become problems."""
-    try:
-        with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-    except OSError as exc:
-        problems.append(Problem(str(folder), f"folder {explain(exc, otherwise='cannot be listed')}"))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
+def _walk(root: Path, files: list[Path], problems: list[Problem]) -> None:
+    """Every entry under ``root`` that is not a folder itself; folders that cannot be listed and
+    links to folders become problems. Iterative: no nesting depth is too deep."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
         try:
-            is_folder = entry.is_dir(follow_symlinks=False)
-            links_to_folder = entry.is_symlink() and entry.is_dir()
-        except OSError:  # a link loop: _usable says so
-            is_folder = links_to_folder = False
-        if links_to_folder:
-            problems.append(Problem(str(path), _folder_link(path)))
-        elif is_folder:
-            _walk(path, files, problems)
-        else:
-            files.append(path)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            problems.append(Problem(_shown(folder), f"folder {explain(exc, otherwise='cannot be listed')}"))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+                links_to_folder = entry.is_symlink() and entry.is_dir()
+            except OSError:  # a link loop: _usable says so
+                is_folder = links_to_folder = False
+            if links_to_folder:
+                problems.append(Problem(_shown(path), _folder_link(path)))
+            elif is_folder:
+                subfolders.append(path)
+            else:
+                files.append(path)
+        pending.extend(reversed(subfolders))
+
+
+def _shown(path: Path) -> str:
+    """A path as text that prints anywhere (bytes of a name that is not UTF-8 as escapes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _folder_link(path: Path) -> str:
@@ -154,6 +164,10 @@ def _folder_link(path: Path) -> str:
 
 def _usable(path: Path) -> SourceFile | Problem:
     """``path`` as a file to ingest, or why it cannot be one (nothing is opened)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return Problem(_shown(path), "its name is not valid UTF-8, which the collection's payload must be; rename it")
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -174,9 +188,10 @@ def _usable(path: Path) -> SourceFile | Problem:
 
 
 def file_state(path: str | os.PathLike) -> FileState:
-    """(size, mtime_ns, inode) of a file: compared again later, it tells whether the file changed."""
+    """(size, mtime_ns, inode, ctime_ns) of a file: compared again later, it tells whether the file
+    changed (ctime too, as an in-place rewrite that restores the mtime still moves it)."""
     info = os.stat(path)
-    return info.st_size, info.st_mtime_ns, info.st_ino
+    return info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns
 
 
 def file_sha256(path: str | os.PathLike) -> str:
