@@ -23,7 +23,7 @@ def test_services_ports_volumes_and_healthchecks():
     assert {"qdrant", "embeddings", "app"} <= set(services)
     assert re.fullmatch(r"qdrant/qdrant:v\d+\.\d+\.\d+", services["qdrant"]["image"])  # pinned, not latest
     assert {"6333:6333", "6334:6334"} <= set(services["qdrant"]["ports"])
-    assert "8080:8080" in services["embeddings"]["ports"]
+    assert "${VISDOC_PUBLISH:-127.0.0.1}:8080:8080" in services["embeddings"]["ports"]  # loopback unless asked
     for name in ("qdrant", "embeddings"):
         assert services[name]["healthcheck"]["test"][0] == "CMD"
     named = set(spec["volumes"])

@@ -134,3 +134,34 @@ def test_a_stream_of_small_requests_does_not_starve_a_large_one():
     turns = [i for i, batch in enumerate(calls) if any(text.startswith("large") for text in batch)]
     assert len(turns) == 4 and all(b - a <= STARVE_LIMIT + 1 for a, b in zip(turns, turns[1:], strict=False))
     assert any(batch == [f"small {i}"] for i, batch in enumerate(calls))  # small ones went alone meanwhile
+
+
+class _Panic(BaseException):
+    """What a Rust extension's panic looks like from Python (pyo3's PanicException is a BaseException)."""
+
+
+def test_a_panic_in_the_encoder_fails_its_request_and_the_batcher_keeps_serving():
+    from visdoc.server.batcher import MicroBatcher, Unit
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+
+        def unit(text: str) -> Unit:
+            return Unit("text", text, "retrieval", "passage", None, None, loop.create_future(), len(text), 1)
+
+        def encode(kind: str, units: list[Unit]) -> _Items:
+            if any(u.content == "panic" for u in units):
+                raise _Panic("the tokenizer panicked")
+            return _Items()
+
+        batcher = MicroBatcher(encode, max_queue=100)
+        batcher.start()
+        bad, good = unit("panic"), unit("fine")
+        batcher.submit([bad])
+        with pytest.raises(Exception, match="the tokenizer panicked"):
+            await asyncio.wait_for(bad.future, 5)
+        batcher.submit([good])
+        assert await asyncio.wait_for(good.future, 5) == 0  # answered: the batcher still runs
+        await batcher.stop()
+
+    asyncio.run(run())

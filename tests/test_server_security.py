@@ -256,3 +256,9 @@ def test_the_page_checks_its_query_parameters_for_lone_surrogates():
         check_text("ab\udc80", "q")
     assert refused.value.status == 422 and str(refused.value).startswith("q ")
     assert "U+DC80" in str(refused.value) and "character 2" in str(refused.value)
+
+
+@pytest.mark.parametrize("header", ["Forwarded", "X-Forwarded-For", "X-Real-IP", "Via"])
+def test_a_request_relayed_by_a_local_proxy_is_refused_without_a_key(keyless, header):
+    assert status(keyless, ("127.0.0.1", 1234), "localhost") == 200
+    assert status(keyless, ("127.0.0.1", 1234), "localhost", headers={header: "203.0.113.5"}) == 403

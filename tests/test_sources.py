@@ -225,3 +225,15 @@ def test_the_size_from_the_header_is_the_size_decoded_whatever_the_format(kind, 
     Image.new(mode, (30, 10)).save(buffer, format=kind, exif=exif.tobytes())
     data = buffer.getvalue()
     assert image_size(data, 0) == load_rgb(data, 0).size == load_rgb(load_rgb(data, 0), 0).size == (10, 30)
+
+
+def test_the_pixel_limit_setting_is_read_or_refused_never_ignored(monkeypatch):
+    from visdoc.images import max_decoded_pixels
+
+    for value, limit in (("100_000_000", 100_000_000), ("1e8", 100_000_000), (" 5000 ", 5000), ("", 64_000_000)):
+        monkeypatch.setenv("VISDOC_MAX_DECODED_PIXELS", value)
+        assert max_decoded_pixels() == limit, value
+    for value in ("lots", "-5", "0"):
+        monkeypatch.setenv("VISDOC_MAX_DECODED_PIXELS", value)
+        with pytest.raises(ValueError, match="VISDOC_MAX_DECODED_PIXELS"):
+            max_decoded_pixels()

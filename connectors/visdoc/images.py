@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 ImageInput = Union["Image.Image", str, os.PathLike, bytes, bytearray, memoryview]
+MAX_DECODED_PIXELS_ENV = "VISDOC_MAX_DECODED_PIXELS"
 DEFAULT_MAX_DECODED_PIXELS = 64_000_000  # far above any page (a Letter page at 600 dpi is 34 Mpx)
 DEFAULT_PAGE_PIXELS = 602_112  # the real model's pixel budget: what a PDF page is rendered within for a reader
 _ORIENTATION = 0x0112  # the EXIF tag
@@ -32,8 +33,17 @@ _SWAPS = (5, 6, 7, 8)  # orientations that turn the image by 90 degrees
 
 def max_decoded_pixels() -> int:
     """The most pixels one image may decode to: ``$VISDOC_MAX_DECODED_PIXELS`` or the default."""
-    value = os.environ.get("VISDOC_MAX_DECODED_PIXELS", "")
-    return int(value) if value.strip().isdigit() else DEFAULT_MAX_DECODED_PIXELS
+    value = os.environ.get(MAX_DECODED_PIXELS_ENV, "").strip().replace("_", "")
+    if not value:
+        return DEFAULT_MAX_DECODED_PIXELS
+    try:
+        limit = int(float(value)) if value.lower().count("e") == 1 else int(value)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ValueError(f"${MAX_DECODED_PIXELS_ENV}={os.environ[MAX_DECODED_PIXELS_ENV]!r}: use a positive number "
+                         "of pixels, e.g. 64000000")  # fmt: skip
+    return limit
 
 
 def describe(item: object) -> str:

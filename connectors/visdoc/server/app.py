@@ -177,7 +177,7 @@ def _decode_images(model: Encoder, images: list[tuple[int, bytes]], max_pixels: 
                 raise RequestError(
                     413, f"input {index}: {width}x{height} pixels; the limit is {limits.max_image_pixels}"
                 )
-            image = load_rgb(data, index)
+            image = load_rgb(data, index, limit=limits.max_image_pixels)  # the server's own limit decides
             ImagePreprocessor(model.pixels).grid(width, height, max_pixels=max_pixels)
         except ImageLoadError as exc:
             raise RequestError(400, f"input {index}: {exc.reason}") from None

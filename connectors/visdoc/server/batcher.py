@@ -147,7 +147,14 @@ class MicroBatcher:
             for unit in batch:
                 groups[unit.key].append(unit)
             for units in groups.values():
-                await self._run_batch(units)
+                try:
+                    await self._run_batch(units)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # e.g. a pyo3 PanicException: answer its units, keep serving
+                    for unit in units:
+                        if not unit.future.done():
+                            unit.future.set_exception(_failure(exc))
 
     def _next_batch(self) -> list[Unit]:
         """The next fair batch: the leading stream's units up to the budget, and each other
@@ -195,7 +202,9 @@ class MicroBatcher:
         self._on_batch(len(units))
         try:
             result = await asyncio.to_thread(self._encode, units[0].kind, units)
-        except Exception:  # one bad input must not fail its batch-mates: retry one by one
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # one bad input must not fail its batch-mates: retry one by one
             for unit in units:
                 await self._run_alone(unit)
             return
@@ -206,9 +215,16 @@ class MicroBatcher:
     async def _run_alone(self, unit: Unit) -> None:
         try:
             result = await asyncio.to_thread(self._encode, unit.kind, [unit])
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a panic becomes an error of this request alone
             if not unit.future.done():
-                unit.future.set_exception(exc)
+                unit.future.set_exception(exc if isinstance(exc, Exception) else _failure(exc))
             return
         if not unit.future.done():
             unit.future.set_result(result.item(0))
+
+
+def _failure(exc: BaseException) -> RuntimeError:
+    """An error a request handler can answer with, for what the encoder raised outside ``Exception``."""
+    return RuntimeError(f"encoding failed: {type(exc).__name__}: {exc}")

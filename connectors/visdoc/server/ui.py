@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 COOKIE = "visdoc_session"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via")
 SESSION_S = 3600
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 SECURITY_HEADERS = {
@@ -133,6 +134,9 @@ def loopback_only(request: Request) -> None:
     another interface. The ``Host`` check stops DNS rebinding: a hostile site whose name re-resolves
     to 127.0.0.1 sends its own name as ``Host``, and its page counts as same-origin to the browser.
     """
+    if any(name in request.headers for name in PROXY_HEADERS):  # a proxy on this machine relays other machines
+        raise UIError(403, "without an API key the search page does not answer requests relayed by a proxy; "
+                           "start the server with --api-key to serve it through one")  # fmt: skip
     peer = request.client.host if request.client else None
     if not is_loopback_address(peer) or host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
         raise UIError(403, "without an API key the search page answers only requests from this machine "
