@@ -70,3 +70,19 @@ def test_info_and_delete(data_dir):
 def test_missing_collection_is_a_clear_error(tmp_path):
     result = visdoc("search", "x", data_dir=tmp_path)
     assert result.returncode == 2 and "no collection 'visdoc'" in result.stderr and "Traceback" not in result.stderr
+
+
+COMMANDS = [["ingest", str(SAMPLES)], ["search", "revenue"], ["ingest", str(SAMPLES), "--ray"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_collection_open_elsewhere_is_refused_before_the_model_loads(data_dir, command):
+    """A second command on a held embedded collection fails at once, naming the holder: a model that
+    does not exist shows the model was never loaded (that error would come otherwise)."""
+    from visdoc.store import open_store
+
+    with open_store("visdoc", data_dir=data_dir):
+        result = visdoc(*command, "--model", "/no/such/checkpoint", data_dir=data_dir)
+    assert result.returncode == 2, result.stderr
+    assert "is open in process" in result.stderr and f"process {os.getpid()}" in result.stderr
+    assert "loading" not in result.stderr and "checkpoint" not in result.stderr.lower()

@@ -40,12 +40,21 @@ def _ui_auth(args: argparse.Namespace) -> str:
     return "no authentication: answers only requests from this machine to localhost; set --api-key for remote use"
 
 
+def _check_collection_free(args: argparse.Namespace) -> None:
+    """Refuse now, not after loading the model, an embedded collection that another process holds."""
+    if not args.url:
+        from ..store import check_available
+
+        check_available(args.collection, data_dir=args.data_dir)
+
+
 def run_ui(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ..server import check_exposure, serve
 
     check_exposure(args.host, args.port, args.api_key, allow_no_key=args.allow_no_key, ui_only=True)  # before loading
+    _check_collection_free(args)
     model = _load_model(args, args.model)
     print(f"search page on http://{args.host}:{args.port}/ui ({_ui_auth(args)})", file=sys.stderr, flush=True)
     settings = dataclasses.replace(_ui_settings(args), preload=True)  # the page's own server: open the store now
@@ -144,6 +153,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_ingest(args: argparse.Namespace) -> int:
     from ..ingest import Ingestor
 
+    _check_collection_free(args)  # before loading the model (or starting Ray)
     if args.ray:
         return _ingest_on_ray(args)
     model = _load_model(args, args.model)

@@ -37,6 +37,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLockedError",
+    "check_available",
     "open_store",
     "point_id",
 ]
@@ -69,6 +70,15 @@ def open_store(
     from .edge import EdgeStore
 
     return EdgeStore(data_dir_path(data_dir), collection, spec)
+
+
+def check_available(collection: str = DEFAULT_COLLECTION, *, data_dir: str | os.PathLike | None = None) -> None:
+    """Fail fast, before slow work (loading a model), when an embedded collection is open in another
+    process: raises :class:`StoreLockedError` naming the holder. A collection that does not exist yet
+    passes. Opening the collection still takes the lock; this only reports a held one early."""
+    from .folder import check_unlocked
+
+    check_unlocked(data_dir_path(data_dir) / collection, collection)
 
 
 def data_dir_path(data_dir: str | os.PathLike | None = None) -> Path:

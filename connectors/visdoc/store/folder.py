@@ -126,6 +126,14 @@ def is_pending(folder: Path) -> bool:
     return (folder / PENDING_FILE).exists()
 
 
+def check_unlocked(folder: Path, name: str) -> None:
+    """Raise :class:`StoreLockedError` now when the collection in ``folder`` is open elsewhere (another
+    process, or another store of this one): a check before slow work such as loading a model, not a
+    reservation (opening the collection takes the lock)."""
+    if (folder / LOCK_FILE).exists():
+        Lock(folder / LOCK_FILE, name).close()
+
+
 class Lock:
     """An exclusive lock file held for the life of an open collection."""
 
