@@ -294,3 +294,38 @@ def test_each_result_item_says_where_its_content_tokens_and_image_patches_are(ti
         assert item.grid is None and item.tokens == len(item.multivector)
         assert item.content_span == tiny_fp32.tokenizer.content_span(TEXT_CHUNK, item.tokens, "passage")
         assert item.content_span[0] > 0  # the prompt's tokens are not content
+
+
+@pytest.fixture(scope="module")
+def short_matryoshka(tmp_path_factory):
+    """A checkpoint whose Matryoshka sizes stop below its hidden size (64: sizes 16 and 32)."""
+    from visdoc.testing import TinySpec, build_checkpoint
+
+    spec = TinySpec(hidden_size=64, heads=4, layers=2, intermediate_size=128, matryoshka_dims=(16, 32),
+                    vision_depth=2, vision_fullatt_blocks=(1,))  # fmt: skip
+    return JinaV4.from_pretrained(build_checkpoint(tmp_path_factory.mktemp("short") / "ckpt", spec), dtype="float32")
+
+
+def test_dim_none_returns_the_full_hidden_size_when_matryoshka_stops_below_it(short_matryoshka):
+    import torch
+    import torch.nn.functional as F
+
+    from visdoc.encoder.arguments import check_dim
+
+    model = short_matryoshka
+    assert model.dims == (16, 32, 64) and model.dims[-1] == model.checkpoint.hidden_size
+    assert check_dim(None, model.dims) == 64 and model.checkpoint.matryoshka_dims == (16, 32)
+    texts = ["short", "a somewhat longer text about invoices and receipts"]
+    full = model.encode_texts(texts, dim=None).dense
+    assert full.shape == (2, 64)
+    with torch.inference_mode():
+        model.network.use_task("retrieval")
+        means = [model.network.model(input_ids=torch.tensor([ids]), use_cache=False).last_hidden_state[0].mean(0)
+                 for ids in model.tokenizer.texts(texts, "Query: ")]  # fmt: skip
+        expected = F.normalize(torch.stack(means), dim=-1).numpy()
+    np.testing.assert_allclose(full, expected, atol=1e-5)
+    np.testing.assert_allclose(model.encode_texts(texts, dim=64).dense, full, atol=1e-6)
+    cut = model.encode_texts(texts, dim=32).dense
+    np.testing.assert_allclose(cut, full[:, :32] / np.linalg.norm(full[:, :32], axis=1, keepdims=True), atol=1e-5)
+    with pytest.raises(UnsupportedDimError, match=r"\[16, 32, 64\]"):
+        model.encode_texts(texts, dim=48)

@@ -85,6 +85,14 @@ class Checkpoint:
         return tuple(self.config["matryoshka_dims"])
 
     @property
+    def dims(self) -> tuple[int, ...]:
+        """Sizes the dense vector may have: the Matryoshka sizes, then the hidden size when the list
+        stops below it. The last is the full, untruncated size (what ``dim=None`` returns, as the
+        reference does with ``truncate_dim`` null)."""
+        dims = self.matryoshka_dims
+        return dims if dims and dims[-1] >= self.hidden_size else (*dims, self.hidden_size)
+
+    @property
     def hidden_size(self) -> int:
         return int(self.config["text_config"]["hidden_size"])
 

@@ -172,7 +172,7 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
                "batch_size": args.batch_size, "max_pixels": args.max_pixels, "dtype": args.dtype,
                "compile": args.compile, "merge_adapters": args.merge_adapters, "address": args.address}  # fmt: skip
     checkpoint = read_config(args.model)  # config and tokenizer only: the actors fetch and load the weights
-    spec = _collection_spec(args, checkpoint.matryoshka_dims, str(args.model))
+    spec = _collection_spec(args, checkpoint.dims, str(args.model))
     return _store_ingestion(args, spec, lambda store: RayIngestor(args.model, store, checkpoint=checkpoint, **options))
 
 

@@ -12,6 +12,8 @@ from ..tokenization import PROMPT_PREFIXES
 if TYPE_CHECKING:
     from ..checkpoint import PixelBudget
 
+SYMMETRIC_TASKS = {"text-matching"}  # tasks whose queries and passages share the query prompt
+
 
 def check_task(task: str, tasks: Sequence[str]) -> None:
     if task not in tasks:
@@ -19,7 +21,7 @@ def check_task(task: str, tasks: Sequence[str]) -> None:
 
 
 def check_dim(dim: int | None, dims: Sequence[int]) -> int:
-    """The dense size to return: ``dim``, or the full size when None."""
+    """The dense size to return: ``dim``, or the full size (``dims[-1]``, the hidden size) when None."""
     if dim is None:
         return dims[-1]
     if dim not in dims:
@@ -30,6 +32,19 @@ def check_dim(dim: int | None, dims: Sequence[int]) -> int:
 def check_prompt(prompt_name: str) -> None:
     if prompt_name not in PROMPT_PREFIXES:
         raise UnknownPromptError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(PROMPT_PREFIXES)}")
+
+
+def prompt_for(task: str, prompt_name: str) -> str:
+    """The prompt texts of ``task`` get: ``prompt_name``, but ``query`` for a symmetric task."""
+    check_prompt(prompt_name)
+    return "query" if task in SYMMETRIC_TASKS else prompt_name
+
+
+def check_texts(texts: Sequence[Any]) -> None:
+    """Every text must be a str; the first that is not is named by its index."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is a {type(text).__name__}, expected str")
 
 
 def check_outputs(dense: bool, multivector: bool) -> None:

@@ -78,7 +78,9 @@ class Encoder(Protocol):
 
     @property
     def dims(self) -> tuple[int, ...]:
-        """Matryoshka sizes the dense vector may be truncated to; the last is the full size."""
+        """Sizes the dense vector may have: the Matryoshka sizes, then the model's hidden size when
+        they stop below it. The last is the full, untruncated size: what ``dim=None`` returns and
+        what stores size their collections for."""
 
     @property
     def tasks(self) -> tuple[str, ...]:

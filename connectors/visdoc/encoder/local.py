@@ -23,11 +23,12 @@ from ..points import TEXT_CHUNK
 from ..preprocess import ImagePreprocessor
 from ..readahead import ReadAhead
 from ..tokenization import PROMPT_PREFIXES, PromptTokenizer
-from .arguments import as_list, check_dim, check_max_pixels, check_outputs, check_prompt, check_task
+from .arguments import as_list, check_dim, check_max_pixels, check_outputs, check_task, check_texts, prompt_for
 from .batches import Batch, BatchPreparer, ModelInput
 from .contract import EncodeResult
 from .device import pick_attention, pick_device, pick_dtype
-from .forward import run_batch
+from .forward import final_hidden, run_batch
+from .late_chunking import LateChunks
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +40,6 @@ DEFAULT_MAX_LENGTH = 32768
 CPU_BATCH_TOKENS = 8192
 GPU_BATCH_TOKENS = 32768
 PREFETCH_BATCHES = 2
-SYMMETRIC_TASKS = {"text-matching"}
 
 _SHARED: dict[tuple[str, str, str], JinaV4] = {}
 _SHARED_LOCK = threading.Lock()
@@ -50,8 +50,8 @@ BatchPlanner = Callable[[Sequence[int], int, "int | None"], list[list[int]]]
 class JinaV4:
     """jina-embeddings-v4 on stock transformers modules, with all task adapters resident.
 
-    Create it with :meth:`from_pretrained`; encode with :meth:`encode_texts` and
-    :meth:`encode_images`. One forward pass yields both the dense and the multi-vector output.
+    Create it with :meth:`from_pretrained`; encode with :meth:`encode_texts`, :meth:`encode_images`
+    and :meth:`encode_late_chunks`. One forward pass yields both the dense and the multi-vector output.
     """
 
     def __init__(
@@ -166,8 +166,9 @@ class JinaV4:
 
     @property
     def dims(self) -> tuple[int, ...]:
-        """Matryoshka sizes the dense vector may be truncated to; the last is the full size."""
-        return self.checkpoint.matryoshka_dims
+        """Sizes the dense vector may have: the Matryoshka sizes, then the hidden size when they stop
+        below it; the last is the full, untruncated size (what ``dim=None`` returns)."""
+        return self.checkpoint.dims
 
     @property
     def multivector_dim(self) -> int:
@@ -198,11 +199,8 @@ class JinaV4:
         texts = as_list(texts, "texts")
         check_task(task, self.tasks)
         dim = check_dim(dim, self.dims)
-        check_prompt(prompt_name)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {i} is a {type(text).__name__}, expected str")
-        prompt = "query" if task in SYMMETRIC_TASKS else prompt_name
+        prompt = prompt_for(task, prompt_name)
+        check_texts(texts)
         seqs = []
         for ids in self.tokenizer.texts(texts, PROMPT_PREFIXES[prompt]):
             seqs.append(ModelInput(ids, 0, len(ids), self.tokenizer.content_span(TEXT_CHUNK, len(ids), prompt)))
@@ -242,6 +240,46 @@ class JinaV4:
             seqs.append(ModelInput(ids, start, end, span, grid, image))
         return self._encode(seqs, task=task, dim=dim, dense=dense, multivector=multivector,
                             batch_size=batch_size, show_progress=show_progress)  # fmt: skip
+
+    def encode_late_chunks(
+        self,
+        texts: Sequence[str],
+        *,
+        task: str = "retrieval",
+        prompt_name: str = "passage",
+        dim: int | None = None,
+        multivector: bool = False,
+    ) -> EncodeResult:
+        """Embed consecutive texts (the chunks of one document) with late chunking: one forward pass
+        over ONE sequence, then each text pooled from its own tokens, so each vector carries the
+        context of the texts before it (the model is causal: of those before it only).
+
+        The sequence is the prompt prefix of ``prompt_name`` (``Query:`` for ``text-matching``, as in
+        :meth:`encode_texts`), then the token ids of each text in order: each text's content tokens
+        exactly as :meth:`encode_texts` tokenises them, concatenated as ids with no separator. Per
+        text: ``dense`` is the float32 mean of the final hidden states over its own tokens (the
+        prefix belongs to no text), L2-normalised, truncated to ``dim`` and normalised again;
+        ``multivector`` (when asked) its tokens' projected, L2-normalised vectors; ``tokens`` its
+        token count, ``content_spans`` ``(0, tokens)``, ``grids`` None. The whole sequence must fit
+        the model's context (``tokenizer.max_length``), else ValueError with the token count; an
+        empty text is a ValueError naming its index, a text that is not a str a TypeError.
+        """
+        texts = as_list(texts, "texts")
+        check_task(task, self.tasks)
+        dim = check_dim(dim, self.dims)
+        prompt = prompt_for(task, prompt_name)
+        check_texts(texts)
+        if not texts:
+            return EncodeResult(dense=np.zeros((0, dim), np.float32), multivector=[] if multivector else None)
+        import torch
+
+        chunks = LateChunks.build(self.tokenizer, texts, PROMPT_PREFIXES[prompt])
+        batch = self._prepare([chunks.sequence], [0])
+        with self._lock, torch.inference_mode():
+            self.network.use_task(task)
+            hidden = final_hidden(self.network, self.preprocessor, batch, device=self.device, dtype=self.dtype,
+                                  packed=self.packed, image_token_id=self.tokenizer.image_token_id)  # fmt: skip
+            return chunks.pool(self.network, hidden, dim=dim, multivector=multivector)
 
     # -- internals ---------------------------------------------------------------------------
 
