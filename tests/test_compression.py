@@ -104,6 +104,21 @@ def test_page_content_spans_come_from_the_prompt_layout(tiny_fp32):
     assert tokenizer.content_span("text_chunk", 30) == (prefix, 30)
 
 
+def test_a_first_word_that_takes_the_prompts_space_is_content(tiny_fp32):
+    """``"Passage: hello"`` tokenizes as Passage, ``:``, `` hello``: the word is content, so token
+    pooling may merge it, and the late-chunked span of a single text starts at the same token."""
+    tokenizer = tiny_fp32.tokenizer
+    # the prompt's part of each sequence: the space goes to the word when the tokenizer merges them
+    for text, prompt_part in (("hello world", "Passage:"), ("2024 revenue", "Passage: "), (" spaced", "Passage: ")):
+        ids = tokenizer.texts([text], "Passage: ")[0]
+        start, end = tokenizer.content_span("text_chunk", len(ids), "passage", ids)
+        assert tokenizer._tok.decode(ids[:start]) == prompt_part and end == len(ids)
+        result = tiny_fp32.encode_texts([text], prompt_name="passage", multivector=True)
+        assert result.content_spans[0] == (start, end)
+        late = tiny_fp32.encode_late_chunks([text], prompt_name="passage", multivector=True)
+        assert late.tokens[0] == end - start  # the same tokens are the text's own
+
+
 def test_unsupported_options_are_refused():
     with pytest.raises(ValueError, match="quantization='scalar'"):
         CollectionSpec(dim=32, multivector_datatype="uint8")

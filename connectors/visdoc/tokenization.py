@@ -56,7 +56,7 @@ class PromptTokenizer:
         self.image_token_id = image_token_id
         self.vision_start_id = vision_start_id
         self.vision_end_id = vision_end_id
-        self._prefix_lengths: dict[str, int] = {}
+        self._prompt_cache: dict[str, list[int]] = {}
 
     def texts(self, texts: Sequence[str], prefix: str) -> list[list[int]]:
         """Token ids of ``prefix + text`` for each text, truncated on the right to ``max_length``."""
@@ -76,19 +76,29 @@ class PromptTokenizer:
         """Character span of every token of ``text`` (no prompt), for chunking long texts."""
         return self._tok.encode(text, add_special_tokens=False).offsets
 
-    def content_span(self, kind: str, n_tokens: int, prompt_name: str = "passage") -> tuple[int, int]:
+    def content_span(
+        self, kind: str, n_tokens: int, prompt_name: str = "passage", ids: Sequence[int] | None = None
+    ) -> tuple[int, int]:
         """``[start, end)`` of the content tokens in an embedded sequence of ``n_tokens``: the image
         patches of a page (between ``<|vision_start|>`` and ``<|vision_end|>``) or the text after
-        its prompt prefix. Token pooling merges only these; prompt and template tokens stay."""
+        its prompt prefix. Token pooling merges only these; prompt and template tokens stay.
+
+        A text's first word usually takes the prompt's trailing space (``"Passage: hello"`` is
+        ``Passage``, ``:``, `` hello``): given the sequence's ``ids``, the content starts where they
+        part from the prompt's own ids, so that word counts as content."""
         if kind == PAGE_IMAGE:
             head, tail = len(self._image_head), len(self._image_tail)
             return head, n_tokens - tail
-        return min(self._prefix_tokens(prompt_name), n_tokens), n_tokens
+        prompt = self._prompt_ids(prompt_name)
+        start = len(prompt) if ids is None else next(
+            (i for i, (a, b) in enumerate(zip(ids, prompt, strict=False)) if a != b), min(len(ids), len(prompt))
+        )
+        return min(start, n_tokens), n_tokens
 
-    def _prefix_tokens(self, prompt_name: str) -> int:
-        if prompt_name not in self._prefix_lengths:
-            self._prefix_lengths[prompt_name] = len(self.texts([""], PROMPT_PREFIXES[prompt_name])[0])
-        return self._prefix_lengths[prompt_name]
+    def _prompt_ids(self, prompt_name: str) -> list[int]:
+        if prompt_name not in self._prompt_cache:
+            self._prompt_cache[prompt_name] = self.texts([""], PROMPT_PREFIXES[prompt_name])[0]
+        return self._prompt_cache[prompt_name]
 
     def image(self, n_image_tokens: int) -> tuple[list[int], int, int]:
         """Ids of the image prompt with ``n`` image tokens, and the pooled span [start, end).

@@ -203,7 +203,7 @@ class JinaV4:
         check_texts(texts)
         seqs = []
         for ids in self.tokenizer.texts(texts, PROMPT_PREFIXES[prompt]):
-            seqs.append(ModelInput(ids, 0, len(ids), self.tokenizer.content_span(TEXT_CHUNK, len(ids), prompt)))
+            seqs.append(ModelInput(ids, 0, len(ids), self.tokenizer.content_span(TEXT_CHUNK, len(ids), prompt, ids)))
         return self._encode(seqs, task=task, dim=dim, dense=dense, multivector=multivector,
                             batch_size=batch_size, show_progress=show_progress)  # fmt: skip
 
