@@ -318,6 +318,12 @@ def test_disk_checks_refuse_with_the_room_needed_and_keep_the_pending_optimize(t
     assert not (data / NAME / PENDING_FILE).exists()
 
 
+def test_a_new_collection_is_created_without_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="visdoc.store"), open_store(NAME, SPEC, data_dir=tmp_path) as store:
+        store.upsert(POINTS)
+    assert caplog.records == []
+
+
 def test_a_spec_left_empty_or_missing_is_an_interrupted_creation(tmp_path, caplog):
     data = tmp_path / "data"
     open_store(NAME, SPEC, data_dir=data).close()

@@ -72,6 +72,8 @@ def discard_unfinished(folder: Path, name: str, count_points: Callable[[Path], i
     a folder holding anything else is refused, a shard holding points is refused, and a shard that
     cannot be opened to count them is moved aside (``shard.interrupted-N``), not deleted."""
     leftovers = [p for p in folder.iterdir() if p.name != LOCK_FILE]
+    if not leftovers:
+        return  # a new collection's empty folder: nothing was interrupted
     foreign = sorted(p.name for p in leftovers if not _creation_leftover(p.name))
     if foreign:
         shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
