@@ -168,3 +168,122 @@ def test_documents_keep_ids_and_metadata_exactly(tmp_path):
     assert store.add_documents([doc]) == ["custom-id"]
     assert store.get_by_ids(["custom-id"]) == [doc]
     store.close()
+
+
+# -- langchain-qdrant's arguments, MMR -------------------------------------------------------------
+
+TEXTS = ["invoices and receipts", "quarterly revenue chart", "organisation chart", "printer cartridges", "travel"]
+
+
+@pytest.fixture(scope="module")
+def matching(tiny_fp32) -> JinaV4Embeddings:
+    return JinaV4Embeddings(tiny_fp32, task="text-matching")
+
+
+def test_from_texts_in_memory_as_with_langchain_qdrant(matching):
+    from qdrant_client import QdrantClient
+
+    from visdoc.store.server import ServerStore
+
+    store = VisdocVectorStore.from_texts(TEXTS, matching, location=":memory:", collection_name="notes")
+    assert isinstance(store.store, ServerStore) and store.store.name == "notes"
+    assert isinstance(store.store.client, QdrantClient) and store.store.client.init_options["location"] == ":memory:"
+    assert store.similarity_search(TEXTS[3], k=1)[0].page_content == TEXTS[3]
+    other = VisdocVectorStore.from_texts(TEXTS[:2], matching, location=":memory:", collection_name="notes")
+    assert len(other.similarity_search(TEXTS[3], k=10)) == 2  # each in-memory store is its own
+    store.close()
+    other.close()
+
+
+async def test_from_documents_and_afrom_texts_take_the_same_arguments(matching, tmp_path):
+    docs = [Document(page_content=t, id=f"d{i}") for i, t in enumerate(TEXTS)]
+    store = VisdocVectorStore.from_documents(docs, matching, path=tmp_path, collection_name="docs", batch_size=2)
+    assert (tmp_path / "docs").is_dir() and store.store.name == "docs"  # path= is the embedded store's folder
+    assert store.similarity_search(TEXTS[1], k=1)[0].id == "d1"
+    store.close()
+    store = await VisdocVectorStore.afrom_texts(TEXTS, matching, location=":memory:", ids=["a", "b", "c", "d", "e"])
+    assert (await store.asimilarity_search(TEXTS[4], k=1))[0].id == "e"
+    store.close()
+
+
+def test_texts_are_added_batch_size_at_a_time(matching, monkeypatch):
+    calls, original = [], matching.model.encode_texts
+
+    def encode_texts(texts, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        calls.append(len(texts))
+        return original(texts, **kwargs)
+
+    monkeypatch.setattr(matching.model, "encode_texts", encode_texts)
+    store = VisdocVectorStore.from_texts(TEXTS, matching, location=":memory:", batch_size=2)
+    assert calls == [2, 2, 1]
+    store.close()
+
+
+def test_connection_arguments_mean_what_they_mean_in_langchain_qdrant(tmp_path, monkeypatch):
+    import qdrant_client
+
+    from langchain_visdoc.connection import connection_options
+
+    options, client = connection_options({"location": "http://qdrant:6333", "api_key": "k", "prefer_grpc": False})
+    assert options == {"collection": "langchain", "url": "http://qdrant:6333", "api_key": "k", "prefer_grpc": False}
+    assert client is None
+    options, client = connection_options({"path": tmp_path, "collection_name": "c", "force_recreate": False})
+    assert options == {"collection": "c", "data_dir": tmp_path} and client is None
+    built = []  # the QdrantClient langchain-qdrant would build (not made here: it would try to reach the host)
+    monkeypatch.setattr(qdrant_client, "QdrantClient", lambda **kwargs: built.append(kwargs) or "client")
+    options, client = connection_options({"host": "qdrant", "port": 7333, "https": True, "data_dir": "visdoc_data"})
+    assert options == {"collection": "langchain", "client": "client"} and client == "client"  # a server wins
+    assert built == [{"host": "qdrant", "port": 7333, "https": True}]
+    with pytest.raises(ValueError, match="one place"):
+        connection_options({"location": ":memory:", "url": "http://qdrant:6333"})
+    with pytest.raises(TypeError, match="collection= or collection_name="):
+        connection_options({"collection": "a", "collection_name": "b"})
+
+
+REFUSED = {"force_recreate": True, "retrieval_mode": "hybrid", "sparse_embedding": object(), "vector_name": "v",
+           "distance": "Dot", "content_payload_key": "c", "metadata_payload_key": "m", "vector_params": {},
+           "sparse_vector_name": "s", "collection_create_options": {}, "validate_embeddings": False}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", REFUSED)
+async def test_langchain_qdrant_arguments_visdoc_does_not_implement_are_refused(matching, name):
+    argument = {name: REFUSED[name]}
+    with pytest.raises(TypeError, match=f"does not implement langchain-qdrant's {name}="):
+        VisdocVectorStore.from_texts(TEXTS, matching, location=":memory:", **argument)
+    with pytest.raises(TypeError, match=f"{name}="):
+        VisdocVectorStore.from_documents([Document(page_content="x")], matching, location=":memory:", **argument)
+    with pytest.raises(TypeError, match=f"{name}="):
+        await VisdocVectorStore.afrom_texts(TEXTS, matching, location=":memory:", **argument)
+
+
+async def test_mmr_says_it_is_not_available_yet(matching):
+    store = VisdocVectorStore.from_texts(TEXTS, matching, location=":memory:")
+    message = r"MMR\) search is not available yet in visdoc.*use similarity_search.*search_type=\"similarity\""
+    with pytest.raises(NotImplementedError, match=message):
+        store.max_marginal_relevance_search("revenue", k=2)
+    with pytest.raises(NotImplementedError, match=message):
+        store.max_marginal_relevance_search_by_vector([0.1] * 64, k=2)
+    with pytest.raises(NotImplementedError, match=message):
+        await store.amax_marginal_relevance_search("revenue", k=2)
+    with pytest.raises(NotImplementedError, match=message):
+        await store.amax_marginal_relevance_search_by_vector([0.1] * 64, k=2)
+    with pytest.raises(NotImplementedError, match=message):
+        store.as_retriever(search_type="mmr", search_kwargs={"k": 2}).invoke("revenue")
+    with pytest.raises(NotImplementedError, match=message):
+        await store.as_retriever(search_type="mmr").ainvoke("revenue")
+    with pytest.raises(NotImplementedError, match="use similarity_search"):
+        store.similarity_search_by_vector([0.1] * 64, k=2)
+    with pytest.raises(NotImplementedError, match="use similarity_search"):
+        await store.asimilarity_search_by_vector([0.1] * 64, k=2)
+    assert len(store.as_retriever(search_type="similarity", search_kwargs={"k": 2}).invoke("revenue")) == 2
+    store.close()
+
+
+def test_options_the_store_does_not_take_are_refused(matching):
+    store = VisdocVectorStore.from_texts(TEXTS, matching, location=":memory:")
+    with pytest.raises(TypeError, match="fetch_k"):
+        store.similarity_search("revenue", k=2, fetch_k=10)
+    with pytest.raises(TypeError, match="score_function"):
+        store.add_texts(["x"], score_function="dot")
+    assert len(store.similarity_search("revenue", k=2, prefetch=50)) == 2
+    store.close()

@@ -14,6 +14,7 @@ from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import Document, TextNode
 from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
 from llama_index.embeddings.visdoc import JinaV4Embedding
 from llama_index.readers.visdoc import VisdocPDFReader
 from llama_index.vector_stores.visdoc import VisdocVectorStore
@@ -218,3 +219,248 @@ async def test_store_queries_do_not_block_the_event_loop(tiny_fp32, tmp_path, mo
     result, ticks = await ticks_while(store.aquery(VectorStoreQuery(query_str=TEXTS[3], similarity_top_k=2)))
     assert ticks > 5 and len(result.nodes) == 2
     store.close()
+
+
+# -- what the store refuses, what restricts it -----------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _settings():
+    """Every test starts with no ``Settings.embed_model`` (a store sets it then) and leaves it as it was."""
+    from llama_index.core import Settings
+
+    saved, Settings._embed_model = Settings._embed_model, None
+    yield
+    Settings._embed_model = saved
+
+
+@pytest.fixture
+def text_store(tiny_fp32, tmp_path):
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path, task="text-matching")
+    store.add([TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)])
+    yield store
+    store.close()
+
+
+OTHER_MODES = [mode for mode in VectorStoreQueryMode if mode != VectorStoreQueryMode.DEFAULT]
+
+
+@pytest.mark.parametrize("mode", OTHER_MODES, ids=[m.value for m in OTHER_MODES])
+def test_query_modes_other_than_default_are_refused(text_store, mode):
+    with pytest.raises(ValueError, match=rf"vector_store_query_mode='{mode.value}'.*supported mode is 'default'"):
+        text_store.query(VectorStoreQuery(query_str="revenue", mode=mode))
+    index = VectorStoreIndex.from_vector_store(text_store)
+    with pytest.raises(ValueError, match=mode.value):
+        index.as_retriever(vector_store_query_mode=mode).retrieve("revenue")
+    assert len(index.as_retriever(similarity_top_k=3).retrieve("revenue")) == 3  # the retriever's defaults pass
+
+
+UNIMPLEMENTED = {"alpha": 0.5, "mmr_threshold": 0.2, "sparse_top_k": 3, "hybrid_top_k": 3, "output_fields": ["text"],
+                 "embedding_field": "dense"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", UNIMPLEMENTED)
+def test_query_fields_that_are_not_implemented_are_refused_by_name(text_store, name):
+    with pytest.raises(ValueError, match=f"VectorStoreQuery.{name}"):
+        text_store.query(VectorStoreQuery(query_str="revenue", **{name: UNIMPLEMENTED[name]}))
+
+
+def test_a_query_vector_alone_and_unknown_options_are_refused(text_store):
+    with pytest.raises(ValueError, match="query_embedding without a query string"):
+        text_store.query(VectorStoreQuery(query_embedding=[0.1] * 64, similarity_top_k=2))
+    with pytest.raises(ValueError, match="pass a query string"):
+        text_store.query(VectorStoreQuery(similarity_top_k=2))
+    with pytest.raises(TypeError, match="mmr_prefetch_factor"):
+        text_store.query(VectorStoreQuery(query_str="revenue"), mmr_prefetch_factor=4)
+    result = text_store.query(VectorStoreQuery(query_str=TEXTS[4], similarity_top_k=2), prefetch=50)
+    assert result.ids[0] == "n4"
+
+
+def test_node_ids_restrict_the_search_and_an_empty_list_does_not(text_store):
+    asked = ["n1", "n3", "n8"]
+    result = text_store.query(VectorStoreQuery(query_str=TEXTS[5], similarity_top_k=10, node_ids=asked))
+    assert sorted(result.ids) == asked
+    both = text_store.query(VectorStoreQuery(query_str="x", similarity_top_k=10, node_ids=asked, doc_ids=["none"]))
+    assert both.ids == []
+    assert len(text_store.query(VectorStoreQuery(query_str=TEXTS[5], similarity_top_k=10, node_ids=[])).ids) == 10
+
+
+# -- one forward pass per node ---------------------------------------------------------------------
+
+
+def encoded(monkeypatch, model) -> list[tuple[str, str]]:  # noqa: ANN001 - a visdoc encoder
+    """Every input ``model`` encodes from now on: ``(prompt or "image", text or the image's identity)``."""
+    import hashlib
+
+    seen: list[tuple[str, str]] = []
+    texts, images = model.encode_texts, model.encode_images
+
+    def identity(image) -> str:  # noqa: ANN001
+        return hashlib.sha256(image).hexdigest() if isinstance(image, bytes) else str(image)
+
+    def encode_texts(items, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen.extend((kwargs.get("prompt_name", "query"), t) for t in items)
+        return texts(items, **kwargs)
+
+    def encode_images(items, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen.extend(("image", identity(i)) for i in items)
+        return images(items, **kwargs)
+
+    monkeypatch.setattr(model, "encode_texts", encode_texts)
+    monkeypatch.setattr(model, "encode_images", encode_images)
+    return seen
+
+
+def same_store_contents(store, baseline) -> None:  # noqa: ANN001
+    """``store`` holds what ``baseline`` (which encoded every node itself) holds, vectors included."""
+    ids = sorted(r.id for r in baseline.client.iter_records())
+    assert sorted(r.id for r in store.client.iter_records()) == ids
+    records = store.client.retrieve(ids, with_vectors=True)
+    for ours, theirs in zip(records, baseline.client.retrieve(ids, with_vectors=True), strict=True):
+        np.testing.assert_allclose(ours.dense, theirs.dense, atol=1e-6)
+        np.testing.assert_allclose(ours.multivector, theirs.multivector, atol=2e-3)  # float16 storage
+
+
+def store_alone(nodes, model, tmp_path, **kwargs) -> VisdocVectorStore:  # noqa: ANN001
+    """A store that encoded ``nodes`` itself (copies without an embedding)."""
+    store = VisdocVectorStore(model, data_dir=tmp_path / "baseline", **kwargs)
+    store.add([n.model_copy(update={"embedding": None}) for n in nodes])
+    return store
+
+
+def test_vector_store_index_encodes_each_node_once(embed, tiny_fp32, tmp_path, monkeypatch):
+    docs = [Document(text=t, id_=f"doc{i}") for i, t in enumerate(TEXTS)]
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
+    seen = encoded(monkeypatch, tiny_fp32)
+    index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store),
+                                            embed_model=embed)  # fmt: skip
+    nodes = store.get_nodes()
+    assert sorted(seen) == sorted(("passage", n.get_content(metadata_mode="embed")) for n in nodes)  # once each
+    baseline = store_alone(nodes, tiny_fp32, tmp_path)
+    same_store_contents(store, baseline)
+    for query in ("revenue", TEXTS[7]):
+        ours = index.as_retriever(similarity_top_k=4).retrieve(query)
+        theirs = baseline.query(VectorStoreQuery(query_str=query, similarity_top_k=4))
+        assert [h.node.node_id for h in ours] == theirs.ids
+        np.testing.assert_allclose([h.score for h in ours], theirs.similarities, atol=1e-4)
+    store.close()
+    baseline.close()
+
+
+async def test_async_index_and_ingestion_pipeline_encode_each_node_once(embed, tiny_fp32, tmp_path, monkeypatch):
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path, collection="pipeline")
+    seen = encoded(monkeypatch, tiny_fp32)
+    docs = [Document(text=t, id_=f"doc{i}") for i, t in enumerate(TEXTS)]
+    pipeline = IngestionPipeline(transformations=[SentenceSplitter(), embed], vector_store=store)
+    nodes = await pipeline.arun(documents=docs)
+    assert sorted(seen) == sorted(("passage", n.get_content(metadata_mode="embed")) for n in nodes)
+    seen.clear()
+    index = VectorStoreIndex.from_vector_store(store, embed_model=embed)
+    more = [TextNode(text=f"async note {i}", id_=f"a{i}") for i in range(3)]
+    await index.ainsert_nodes(more)
+    assert sorted(seen) == sorted(("passage", n.text) for n in more)
+    hits = await index.as_retriever(similarity_top_k=1).aretrieve("async note 2")
+    assert store.client.count() == len(TEXTS) + 3 and len(hits) == 1
+    store.close()
+
+
+def test_multimodal_index_over_pdf_pages_encodes_each_text_and_page_once(embed, tiny_fp32, tmp_path, monkeypatch):
+    import base64
+    import hashlib
+
+    pages = VisdocPDFReader().load_data(PDF)
+    text_store = VisdocVectorStore(tiny_fp32, collection="text", data_dir=tmp_path)
+    image_store = VisdocVectorStore(tiny_fp32, collection="pages", data_dir=tmp_path)
+    seen = encoded(monkeypatch, tiny_fp32)
+    context = StorageContext.from_defaults(vector_store=text_store, image_store=image_store)
+    index = MultiModalVectorStoreIndex.from_documents(pages, storage_context=context, embed_model=embed,
+                                                      image_embed_model=embed)  # fmt: skip
+    images = sorted(("image", hashlib.sha256(base64.b64decode(p.image)).hexdigest()) for p in pages)
+    texts = sorted(("passage", n.get_content(metadata_mode="embed")) for n in text_store.get_nodes())
+    assert sorted(seen) == sorted(images + texts)  # each page's text once, each page image once
+    for store, name in ((text_store, "text"), (image_store, "pages")):
+        baseline = store_alone(store.get_nodes(), tiny_fp32, tmp_path, collection=name)
+        same_store_contents(store, baseline)
+        baseline.close()
+    hits = index.as_retriever(image_similarity_top_k=2).text_to_image_retrieve("revenue by quarter")
+    alone = store_alone(image_store.get_nodes(), tiny_fp32, tmp_path, collection="alone")
+    expected = alone.query(VectorStoreQuery(query_str="revenue by quarter", similarity_top_k=2))
+    assert [h.node.node_id for h in hits] == expected.ids
+    np.testing.assert_allclose([h.score for h in hits], expected.similarities, atol=1e-4)
+    for store in (text_store, image_store, alone):
+        store.close()
+
+
+def test_without_an_embed_model_the_store_encoder_is_used(tiny_fp32, tmp_path, monkeypatch, caplog):
+    import importlib.util
+    import logging
+
+    from llama_index.core import Settings
+
+    if importlib.util.find_spec("llama_index.embeddings.openai") is not None:
+        pytest.skip("llama-index-embeddings-openai is installed: this checks a setup without it")
+    with caplog.at_level(logging.INFO, logger="llama_index.vector_stores.visdoc"):
+        store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
+    assert Settings.embed_model is store.embed_model and "Settings.embed_model" in caplog.text
+    assert store.embed_model.model is tiny_fp32 and store.embed_model.task == store.task
+    seen = encoded(monkeypatch, tiny_fp32)
+    docs = [Document(text=t, id_=f"doc{i}") for i, t in enumerate(TEXTS)]
+    index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store))
+    assert sorted(seen) == sorted(("passage", n.get_content(metadata_mode="embed")) for n in store.get_nodes())
+    hits = index.as_retriever(similarity_top_k=2).retrieve(TEXTS[3])
+    assert hits[0].node.ref_doc_id == "doc3"
+    store.close()
+
+
+def test_an_embed_model_the_user_set_is_kept(tiny_fp32, tmp_path):
+    from llama_index.core import Settings
+    from llama_index.core.embeddings import MockEmbedding
+
+    mine = MockEmbedding(embed_dim=8)
+    Settings.embed_model = mine
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
+    assert Settings.embed_model is mine
+    store.close()
+
+
+def test_a_store_naming_its_model_shares_it_with_its_embed_model(tmp_path, monkeypatch):
+    from visdoc import JinaV4
+
+    store = VisdocVectorStore(str(FIXTURE), data_dir=tmp_path)
+    assert store.embed_model.model is store.model is JinaV4.shared(str(FIXTURE))
+    seen = encoded(monkeypatch, store.model)
+    user = JinaV4Embedding(str(FIXTURE))  # the user's own, naming the same checkpoint
+    docs = [Document(text=t, id_=f"doc{i}") for i, t in enumerate(TEXTS[:4])]
+    VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store),
+                                    embed_model=user)  # fmt: skip
+    assert len(seen) == 4
+    store.close()
+
+
+def test_the_encoding_memo_is_bounded_in_entries_and_bytes():
+    """Encodings nobody collects (an index that never asks) cannot pile up: the oldest go first."""
+    from llama_index.embeddings.visdoc.memo import Memo, text_key
+
+    from visdoc.encoder import EncodedItem
+
+    def item(seed: int) -> EncodedItem:
+        rng = np.random.default_rng(seed)
+        return EncodedItem(rng.standard_normal(16, dtype=np.float32), np.ones((100, 128), np.float32), 100, None, None)
+
+    size = 16 * 4 + 100 * 128 * 4
+    memo = Memo(max_entries=10, max_bytes=3 * size)
+    items = [item(i) for i in range(5)]
+    for i, encoded in enumerate(items):
+        memo.put(text_key("retrieval", "passage", 16, f"text {i}"), encoded)
+    assert memo.nbytes == 3 * size
+    assert memo.take(text_key("retrieval", "passage", 16, "text 0"), items[0].dense.tolist()) is None  # dropped
+    taken = memo.take(text_key("retrieval", "passage", 16, "text 4"), items[4].dense.tolist())
+    assert taken is items[4] and memo.nbytes == 2 * size
+    assert memo.take(text_key("retrieval", "passage", 16, "text 3"), items[2].dense.tolist()) is None  # not its vector
+    few = Memo(max_entries=2)
+    for i, encoded in enumerate(items):
+        few.put(text_key("retrieval", "passage", 16, f"text {i}"), encoded)
+    assert few.nbytes == 2 * size

@@ -26,7 +26,14 @@ from visdoc.points import (
 )
 from visdoc.store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
+from .connection import connection_options
 from .embeddings import JinaV4Embeddings
+
+SEARCH_OPTIONS = ("mode", "prefetch", "pooled_prefetch")  # search keyword arguments besides k and filter
+MMR_NOT_YET = (
+    "maximal marginal relevance (MMR) search is not available yet in visdoc's VisdocVectorStore: use "
+    'similarity_search (for a retriever: as_retriever(search_type="similarity"), the default)'
+)
 
 if TYPE_CHECKING:
     from visdoc.ingest import IngestReport
@@ -42,13 +49,22 @@ class VisdocVectorStore(VectorStore):
     :class:`~langchain_visdoc.VisdocPDFLoader` yields) are embedded from the page image, with
     their text kept as ``page_content``. ``filter`` arguments are dicts of metadata equalities
     (a list value matches any of its items).
+
+    Where the collection lives: ``data_dir`` (visdoc's embedded engine, the default), ``url`` and
+    ``api_key`` (a Qdrant server) or ``client`` (any ``QdrantClient``). langchain-qdrant's
+    arguments mean the same here (see :mod:`langchain_visdoc.connection`): ``location=":memory:"``
+    (in memory, for the store's lifetime), ``location``/``url`` (a server), ``path`` (an embedded
+    collection's folder, in qdrant-edge's format), ``collection_name``, ``host``, ``port``,
+    ``prefer_grpc`` ...; the ones visdoc does not implement (``force_recreate``, ``retrieval_mode``,
+    ``vector_name``, ``distance`` ...) are refused. Maximal marginal relevance (MMR) search and
+    search by a bare vector are not available yet: they raise ``NotImplementedError`` saying so.
     """
 
     def __init__(
         self,
         embedding: JinaV4Embeddings,
         *,
-        collection: str = "langchain",
+        collection: str | None = None,
         data_dir: str | os.PathLike | None = None,
         url: str | None = None,
         api_key: str | None = None,
@@ -63,8 +79,9 @@ class VisdocVectorStore(VectorStore):
         self.embedding = embedding
         self.prefetch, self.pooled_prefetch = prefetch, pooled_prefetch
         self._store = store
-        self._open = dict(collection=collection, data_dir=data_dir, url=url, api_key=api_key, client=client,
-                          **server_options)  # fmt: skip
+        self._open, self._own_client = connection_options(
+            dict(collection=collection, data_dir=data_dir, url=url, api_key=api_key, client=client, **server_options)
+        )
         self._lock = threading.RLock()  # async methods run in threads; keep store calls one at a time
 
     @property
@@ -79,9 +96,7 @@ class VisdocVectorStore(VectorStore):
 
             model = self.embedding.model
             spec = CollectionSpec(dim=self.embedding.dim or model.dims[-1], model=model.name, task=self.embedding.task)
-            options = {k: v for k, v in self._open.items() if v is not None}
-            if "url" in options or "client" in options:
-                options.pop("data_dir", None)  # a server was named: the local folder is not used
+            options = dict(self._open)
             self._store = open_store(options.pop("collection"), spec, **options)
         return self._store
 
@@ -93,17 +108,30 @@ class VisdocVectorStore(VectorStore):
         metadatas: list[dict] | None = None,
         *,
         ids: list[str] | None = None,
+        batch_size: int | None = None,
         **kwargs: Any,
     ) -> list[str]:
+        """Embed and store texts; ``batch_size`` texts per round (langchain-qdrant's meaning), default all."""
         texts = list(texts)
         metadatas = metadatas or [{} for _ in texts]
         documents = [Document(page_content=t, metadata=dict(m)) for t, m in zip(texts, metadatas, strict=True)]
-        return self.add_documents(documents, ids=ids)
+        return self.add_documents(documents, ids=ids, batch_size=batch_size, **kwargs)
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
-        ids = kwargs.get("ids") or [doc.id or str(uuid.uuid4()) for doc in documents]
+        """Embed and store documents (``ids``: theirs, else ``Document.id``, else new UUIDs; ``batch_size``:
+        documents per round, default all)."""
+        ids, batch_size = kwargs.pop("ids", None), kwargs.pop("batch_size", None)
+        if kwargs:
+            raise TypeError(f"VisdocVectorStore.add_documents does not take {sorted(kwargs)}")
+        ids = [str(i) for i in ids] if ids else [doc.id or str(uuid.uuid4()) for doc in documents]
         if len(ids) != len(documents):
             raise ValueError(f"got {len(ids)} ids for {len(documents)} documents")
+        step = batch_size or max(len(documents), 1)
+        for start in range(0, len(documents), step):
+            self._add(documents[start : start + step], ids[start : start + step])
+        return ids
+
+    def _add(self, documents: list[Document], ids: list[str]) -> None:
         pages = [i for i, doc in enumerate(documents) if doc.metadata.get(IMAGE_PATH)]
         texts = [i for i, doc in enumerate(documents) if not doc.metadata.get(IMAGE_PATH)]
         model, task, dim, batch = (
@@ -125,7 +153,6 @@ class VisdocVectorStore(VectorStore):
             points += framework_points(result, [self._payload(ids[i], documents[i], PAGE_IMAGE) for i in pages])
         with self._lock:
             self.store.upsert(points)
-        return list(ids)
 
     def add_images(
         self, uris: list[str], metadatas: list[dict] | None = None, *, ids: list[str] | None = None
@@ -160,10 +187,13 @@ class VisdocVectorStore(VectorStore):
         metadatas: list[dict] | None = None,
         *,
         ids: list[str] | None = None,
+        batch_size: int | None = None,
         **kwargs: Any,
     ) -> VisdocVectorStore:
+        """A store holding ``texts``; ``kwargs`` are the constructor's (langchain-qdrant's connection
+        arguments included)."""
         store = cls(embedding, **kwargs)  # type: ignore[arg-type]
-        store.add_texts(texts, metadatas, ids=ids)
+        store.add_texts(texts, metadatas, ids=ids, batch_size=batch_size)
         return store
 
     # -- reading and deleting ------------------------------------------------------------------
@@ -187,6 +217,10 @@ class VisdocVectorStore(VectorStore):
     def _search(self, query: str, k: int, filter: Any, **kwargs: Any) -> tuple[list[Hit], int]:
         from visdoc.store import PageFilter, QueryVectors
 
+        unknown = sorted(set(kwargs) - set(SEARCH_OPTIONS))
+        if unknown:
+            raise TypeError(f"VisdocVectorStore search does not take {unknown}; its options are k, filter and "
+                            f"{', '.join(SEARCH_OPTIONS)}")  # fmt: skip
         model, task = self.embedding.model, self.embedding.task
         with self._lock:
             store = self.store
@@ -205,6 +239,20 @@ class VisdocVectorStore(VectorStore):
                 where=where,
             )
         return hits, len(result.multivector[0])
+
+    def similarity_search_by_vector(self, embedding: list[float], k: int = 4, **kwargs: Any) -> list[Document]:
+        raise NotImplementedError(
+            "VisdocVectorStore cannot search by a bare vector: it ranks by the query's multivector (MaxSim), "
+            "computed from the query text; use similarity_search(query)"
+        )
+
+    def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5,
+                                      **kwargs: Any) -> list[Document]:  # fmt: skip
+        raise NotImplementedError(MMR_NOT_YET)
+
+    def max_marginal_relevance_search_by_vector(self, embedding: list[float], k: int = 4, fetch_k: int = 20,
+                                                lambda_mult: float = 0.5, **kwargs: Any) -> list[Document]:  # fmt: skip
+        raise NotImplementedError(MMR_NOT_YET)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         if ids is None:
@@ -228,3 +276,6 @@ class VisdocVectorStore(VectorStore):
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._own_client is not None:
+            self._own_client.close()
+            self._own_client = None

@@ -14,6 +14,8 @@ from llama_index.core.schema import ImageType
 
 from visdoc.checkpoint import DEFAULT_MODEL
 
+from .memo import arm, dense_through, image_key, memo_of, text_key
+
 if TYPE_CHECKING:
     from visdoc.encoder import Encoder
 
@@ -28,6 +30,10 @@ class JinaV4Embedding(MultiModalEmbedding):
     Async methods run in a worker thread, so the event loop is never blocked; the model
     serialises forward passes. ``model`` may be a hub id, a folder or a loaded ``visdoc.JinaV4``
     (weights are shared between objects naming the same checkpoint).
+
+    Next to a ``VisdocVectorStore`` on the same encoder, passages and images are encoded once:
+    the forward pass that gives LlamaIndex its dense vector also gives the store its multivector
+    (see :mod:`llama_index.embeddings.visdoc.memo`).
     """
 
     model_name: str = Field(default=DEFAULT_MODEL, description="hub id or checkpoint folder")
@@ -39,6 +45,7 @@ class JinaV4Embedding(MultiModalEmbedding):
     base_url: str | None = Field(default=None, description="a visdoc embedding server instead of local weights")
     api_key: str | None = Field(default=None, description="bearer token of the embedding server")
     _model: Any = PrivateAttr(default=None)
+    _arms: bool = PrivateAttr(default=False)  # a store's own embedding model: arm the encoder it loads
 
     def __init__(self, model: str | os.PathLike | Encoder | None = None, **kwargs: Any) -> None:
         from visdoc.encoder import model_argument
@@ -60,15 +67,31 @@ class JinaV4Embedding(MultiModalEmbedding):
 
             self._model = connect(self.model_name, base_url=self.base_url, api_key=self.api_key, device=self.device,
                                   dtype=self.dtype)  # fmt: skip
+            if self._arms:
+                arm(self._model)
         return self._model
 
     def _texts(self, texts: list[str], prompt_name: str) -> list[Embedding]:
-        result = self.model.encode_texts(texts, task=self.task, prompt_name=prompt_name, dim=self.dim)
-        return result.dense.tolist()
+        def encode(items: list[str], multivector: bool = True) -> Any:
+            return self.model.encode_texts(items, task=self.task, prompt_name=prompt_name, dim=self.dim,
+                                           multivector=multivector)  # fmt: skip
+
+        memo = memo_of(self.model) if prompt_name == "passage" else None  # the store embeds queries itself
+        if memo is None:
+            return encode(texts, multivector=False).dense.tolist()
+        dim = self.dim or self.model.dims[-1]
+        return dense_through(memo, [text_key(self.task, prompt_name, dim, t) for t in texts], texts, encode)
 
     def _images(self, images: list[ImageType]) -> list[Embedding]:
+        def encode(items: list[Any], multivector: bool = True) -> Any:
+            return self.model.encode_images(items, task=self.task, dim=self.dim, multivector=multivector)
+
         inputs = [item.getvalue() if isinstance(item, io.BytesIO) else item for item in images]
-        return self.model.encode_images(inputs, task=self.task, dim=self.dim).dense.tolist()
+        memo = memo_of(self.model)
+        if memo is None:
+            return encode(inputs, multivector=False).dense.tolist()
+        dim = self.dim or self.model.dims[-1]
+        return dense_through(memo, [image_key(self.task, dim, i) for i in inputs], inputs, encode)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._texts([query], "query")[0]

@@ -3,45 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
-from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, TextNode
+from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.settings import Settings
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
-    FilterCondition,
-    FilterOperator,
     MetadataFilters,
     VectorStoreQuery,
     VectorStoreQueryResult,
 )
-from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+from llama_index.embeddings.visdoc import JinaV4Embedding
+from llama_index.embeddings.visdoc.memo import arm, arm_name, image_key, text_key
 
-from visdoc.documents import page_data_uri
-from visdoc.points import (
-    IMAGE_PATH,
-    NODE,
-    PAGE_IMAGE,
-    REF_DOC_ID,
-    TEXT,
-    TEXT_CHUNK,
-    framework_payload,
-    framework_points,
-    metadata_filter,
-    point_id_for,
-    unpack,
-)
+from visdoc.encoder import EncodeResult
+from visdoc.points import PAGE_IMAGE, REF_DOC_ID, TEXT_CHUNK, framework_points, point_id_for
 from visdoc.store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
+from .nodes import image_input, payload, to_node
+from .queries import check_query, page_filter
+
 if TYPE_CHECKING:
-    from visdoc.encoder import Encoder
-    from visdoc.store import PageFilter, Store
+    from visdoc.encoder import EncodedItem, Encoder
+    from visdoc.store import Store
 
 __all__ = ["VisdocVectorStore"]
+
+logger = logging.getLogger(__name__)
 
 
 class VisdocVectorStore(BasePydanticVectorStore):
@@ -50,12 +43,27 @@ class VisdocVectorStore(BasePydanticVectorStore):
     The store embeds nodes and queries itself (``is_embedding_query = False``): it receives the
     query string, computes its dense and multivector embeddings with jina-embeddings-v4, and
     searches with dense (and pooled) prefetch followed by exact MaxSim rerank. Text nodes are
-    embedded as passages; image nodes (``ImageNode``/``ImageDocument`` with ``image_path``,
-    a visdoc page reference ``file.pdf#page=N``, or base64 ``image``) as images, which makes it
-    a working ``image_store`` for ``MultiModalVectorStoreIndex``. Metadata filters support
-    ``EQ`` and ``IN`` combined with ``AND``; ``delete(ref_doc_id)`` removes a document's nodes.
-    The collection lives in ``data_dir`` (embedded Qdrant engine) or on a Qdrant server (``url``,
-    ``api_key``); ``embedding_url`` (and ``embedding_api_key``) use a visdoc embedding server.
+    embedded as passages; ``ImageNode``s (what the index makes of ``ImageDocument``s) from their
+    image as LlamaIndex resolves it (base64 ``image``, else ``image_path``), else from a visdoc
+    page reference ``file.pdf#page=N`` in their ``image_path`` metadata, which makes it a working
+    ``image_store`` for ``MultiModalVectorStoreIndex``. Each node goes through the model once: the
+    embedding the index computes with a ``JinaV4Embedding`` on the same encoder (``embed_model``,
+    or one naming the same checkpoint) comes with the multivector the store keeps.
+
+    ``embed_model`` is the store's encoder as a ``JinaV4Embedding`` (same task and size). When
+    ``Settings.embed_model`` has not been set, creating the store sets it to ``embed_model`` (and
+    logs that at INFO), so ``VectorStoreIndex.from_documents(docs, storage_context=...)`` needs
+    no embedding model (LlamaIndex would otherwise pick OpenAI's); an embedding model the user
+    set is never replaced.
+
+    Queries: the ``default`` mode only (other modes, ``alpha``, ``mmr_threshold``,
+    ``sparse_top_k``, ``hybrid_top_k``, and a ``query_embedding`` without a query string are
+    refused, not ignored; a ``query_embedding`` next to a query string is not used). Metadata
+    filters support ``EQ`` and ``IN`` combined with ``AND``; ``doc_ids`` and ``node_ids``
+    restrict the search (an empty list does not). ``delete(ref_doc_id)`` removes a document's
+    nodes. The collection lives in ``data_dir`` (embedded Qdrant engine) or on a Qdrant server
+    (``url``, ``api_key``, or a ``qdrant_client.QdrantClient`` as ``client``); ``embedding_url``
+    (and ``embedding_api_key``) use a visdoc embedding server.
     """
 
     stores_text: bool = True
@@ -78,6 +86,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
     _api_key: str | None = PrivateAttr(default=None)
     _client: Any = PrivateAttr(default=None)
     _embedding_api_key: str | None = PrivateAttr(default=None)
+    _embed_model: Any = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -98,6 +107,13 @@ class VisdocVectorStore(BasePydanticVectorStore):
         super().__init__(**kwargs)
         self._model, self._api_key, self._client, self._store = loaded, api_key, client, store
         self._embedding_api_key = embedding_api_key
+        if loaded is not None:
+            arm(loaded)
+        elif self.embedding_url is None:
+            arm_name(name)  # the shared local model the index may load before the store does
+        if Settings._embed_model is None:
+            Settings.embed_model = self.embed_model
+            logger.info("Settings.embed_model was not set: VisdocVectorStore set it to its own encoder (%s)", name)
 
     @classmethod
     def class_name(cls) -> str:
@@ -105,11 +121,20 @@ class VisdocVectorStore(BasePydanticVectorStore):
 
     @property
     def model(self) -> Encoder:
+        """The encoder (the one ``embed_model`` uses), loaded on first use."""
         if self._model is None:
-            from visdoc.encoder import connect
-
-            self._model = connect(self.model_name, base_url=self.embedding_url, api_key=self._embedding_api_key)
+            self._model = self.embed_model.model
         return self._model
+
+    @property
+    def embed_model(self) -> JinaV4Embedding:
+        """The store's encoder as a LlamaIndex embedding model, with the store's task and size."""
+        if self._embed_model is None:
+            model = self._model or self.model_name
+            self._embed_model = JinaV4Embedding(model, task=self.task, dim=self.dim, base_url=self.embedding_url,
+                                                api_key=self._embedding_api_key)  # fmt: skip
+            self._embed_model._arms = True
+        return self._embed_model
 
     @property
     def client(self) -> Store:
@@ -129,19 +154,37 @@ class VisdocVectorStore(BasePydanticVectorStore):
     # -- writing -------------------------------------------------------------------------------
 
     def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
-        images = [n for n in nodes if isinstance(n, ImageNode) and _image_input(n) is not None]
-        texts = [n for n in nodes if not (isinstance(n, ImageNode) and _image_input(n) is not None)]
+        """Store ``nodes``; a node whose ``embedding`` came from this store's encoder (see the class
+        docstring) is not encoded again."""
+        if not nodes:
+            return []
         spec = self.client.spec
-        points = []
-        if texts:
-            contents = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in texts]
-            result = self.model.encode_texts(contents, task=spec.task, prompt_name="passage", dim=spec.dim,
-                                             multivector=True)  # fmt: skip
-            points += framework_points(result, [_payload(n, TEXT_CHUNK) for n in texts])
-        if images:
-            result = self.model.encode_images([_image_input(n) for n in images], task=spec.task, dim=spec.dim,
-                                              multivector=True)  # fmt: skip
-            points += framework_points(result, [_payload(n, PAGE_IMAGE) for n in images])
+        images = [image_input(n) for n in nodes]
+        texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        text_keys = [text_key(spec.task, "passage", spec.dim, t) for t in texts]
+        keys = [k if i is None else image_key(spec.task, spec.dim, i) for k, i in zip(text_keys, images, strict=True)]
+        items: list[EncodedItem | None] = [None] * len(nodes)
+        handed = set()  # image nodes whose text the index embedded (MultiModal's text store): their image is next
+        memo = arm(self.model)
+        for n, node in enumerate(nodes):
+            if memo is not None and node.embedding is not None:
+                items[n] = memo.take(keys[n], node.embedding) if keys[n] is not None else None
+                if images[n] is not None and memo.take(text_keys[n], node.embedding) is not None:
+                    handed.add(n)
+        to_text = {n: texts[n] for n, item in enumerate(items) if item is None and images[n] is None}
+        to_image = {n: images[n] for n, item in enumerate(items) if item is None and images[n] is not None}
+        if to_text:
+            result = self.model.encode_texts(list(to_text.values()), task=spec.task, prompt_name="passage",
+                                             dim=spec.dim, multivector=True)  # fmt: skip
+            _place(items, to_text, result)
+        if to_image:
+            result = self.model.encode_images(list(to_image.values()), task=spec.task, dim=spec.dim, multivector=True)
+            _place(items, to_image, result)
+        for n in handed & to_image.keys():
+            if keys[n] is not None:
+                memo.put(keys[n], items[n], for_embedding=True)  # type: ignore[union-attr, arg-type]
+        payloads = [payload(n, TEXT_CHUNK if i is None else PAGE_IMAGE) for n, i in zip(nodes, images, strict=True)]
+        points = framework_points(_result_of(items), payloads)  # type: ignore[arg-type]
         with self._lock:
             self.client.upsert(points)
         return [n.node_id for n in nodes]
@@ -158,7 +201,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
         """Delete the nodes matching both ``node_ids`` (when given) and ``filters`` (when given)."""
         if node_ids is not None and not node_ids:
             return
-        where = _page_filter(filters, ids=node_ids)
+        where = page_filter(filters, ids=node_ids)
         with self._lock:
             if not where.is_empty():
                 self.client.delete(where)
@@ -176,17 +219,17 @@ class VisdocVectorStore(BasePydanticVectorStore):
         if node_ids is not None and not node_ids:
             return []
         with self._lock:
-            records = list(self.client.iter_records(_page_filter(filters, ids=node_ids)))
+            records = list(self.client.iter_records(page_filter(filters, ids=node_ids)))
         if node_ids is not None:  # in the order asked for
             order = {point_id_for(i): n for n, i in enumerate(node_ids)}
             records.sort(key=lambda r: order[r.id])
-        return [_to_node(r) for r in records]
+        return [to_node(r) for r in records]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Top ``similarity_top_k`` nodes for ``query.query_str`` (``kwargs``: ``prefetch``, ``pooled_prefetch``)."""
         from visdoc.store import QueryVectors
 
-        if not query.query_str:
-            raise ValueError("VisdocVectorStore embeds queries itself: pass a query string")
+        check_query(query, kwargs)
         with self._lock:
             spec = self.client.spec
             result = self.model.encode_texts([query.query_str], task=spec.task, prompt_name="query", dim=spec.dim,
@@ -196,9 +239,9 @@ class VisdocVectorStore(BasePydanticVectorStore):
                 k=query.similarity_top_k,
                 prefetch=kwargs.get("prefetch", self.prefetch),
                 pooled_prefetch=kwargs.get("pooled_prefetch", self.pooled_prefetch),
-                where=_page_filter(query.filters, query.doc_ids),
+                where=page_filter(query.filters, query.doc_ids, query.node_ids),
             )
-        nodes = [_to_node(h) for h in hits]
+        nodes = [to_node(h) for h in hits]
         return VectorStoreQueryResult(nodes=nodes, similarities=[h.score for h in hits], ids=[n.node_id for n in nodes])
 
     async def async_add(self, nodes: list[BaseNode], **kwargs: Any) -> list[str]:
@@ -227,62 +270,18 @@ class VisdocVectorStore(BasePydanticVectorStore):
             self._store = None
 
 
-def _payload(node: BaseNode, kind: str) -> dict[str, Any]:
-    payload = framework_payload(node.node_id, node.get_content(), node.metadata, kind)  # type: ignore[arg-type]
-    return payload | {REF_DOC_ID: node.ref_doc_id, NODE: _node_dict(node)}
+def _place(items: list[EncodedItem | None], inputs: dict[int, Any], result: EncodeResult) -> None:
+    """Put the encodings of ``inputs`` (position -> input, in ``result``'s order) in place in ``items``."""
+    for row, n in enumerate(inputs):
+        items[n] = result.item(row)
 
 
-def _image_input(node: ImageNode) -> Any:
-    """What visdoc should embed for an image node: a page reference, a path, or decoded bytes."""
-    if node.metadata.get(IMAGE_PATH):
-        return node.metadata[IMAGE_PATH]
-    if node.image_path:
-        return node.image_path
-    if node.image:
-        return base64.b64decode(node.image)
-    return None
-
-
-def _node_dict(node: BaseNode) -> dict[str, Any]:
-    """The node as LlamaIndex serialises it, without the text (kept once, in ``text``) or base64 image."""
-    data = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
-    content = json.loads(data["_node_content"])
-    content.pop("image", None)
-    data["_node_content"] = json.dumps(content)
-    return data
-
-
-def _to_node(point: Any) -> BaseNode:
-    """A node from a stored point; points written by ``visdoc ingest`` become Text/ImageNodes."""
-    payload = point.payload
-    if NODE in payload:
-        node = metadata_dict_to_node(payload[NODE], text=payload.get(TEXT))
-    else:
-        doc_id, text, metadata = unpack(point)
-        node = (
-            ImageNode(id_=doc_id, text=text, metadata=metadata)
-            if metadata.get(IMAGE_PATH)
-            else TextNode(id_=doc_id, text=text, metadata=metadata)
-        )
-    reference = node.metadata.get(IMAGE_PATH)
-    if isinstance(node, ImageNode) and not (node.image or node.image_path) and reference:
-        node.image = page_data_uri(reference).split(",", 1)[1]  # rendered again for multimodal LLMs
-    return node
-
-
-def _page_filter(
-    filters: MetadataFilters | None, doc_ids: list[str] | None = None, ids: list[str] | None = None
-) -> PageFilter:
-    from visdoc.store import PageFilter
-
-    conditions: dict[str, Any] = {}
-    for item in filters.filters if filters is not None else []:
-        if isinstance(item, MetadataFilters) or filters.condition not in (None, FilterCondition.AND):
-            raise ValueError("VisdocVectorStore supports metadata filters combined with AND, not nested or OR")
-        if item.operator not in (FilterOperator.EQ, FilterOperator.IN):
-            raise ValueError(f"VisdocVectorStore supports EQ and IN filters, not {item.operator.value}")
-        conditions[item.key] = list(item.value) if item.operator == FilterOperator.IN else item.value
-    fields = metadata_filter(conditions)
-    if doc_ids:
-        fields += ((REF_DOC_ID, list(doc_ids)),)
-    return PageFilter(fields=fields, ids=tuple(point_id_for(i) for i in ids or ()))
+def _result_of(items: list[EncodedItem]) -> EncodeResult:
+    """One :class:`EncodeResult` of encodings made in different calls (in the order given)."""
+    return EncodeResult(
+        dense=np.stack([i.dense for i in items]),
+        multivector=[i.multivector for i in items],
+        tokens=[i.tokens for i in items],
+        content_spans=[i.content_span for i in items],
+        grids=[i.grid for i in items],
+    )
