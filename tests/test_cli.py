@@ -86,3 +86,46 @@ def test_a_collection_open_elsewhere_is_refused_before_the_model_loads(data_dir,
     assert result.returncode == 2, result.stderr
     assert "is open in process" in result.stderr and f"process {os.getpid()}" in result.stderr
     assert "loading" not in result.stderr and "checkpoint" not in result.stderr.lower()
+
+
+def test_search_modes_lexical_hybrid_and_mmr(data_dir):
+    from visdoc import lexical
+    from visdoc.store import open_store
+
+    with open_store("visdoc", data_dir=data_dir) as store:
+        page = next(r for r in store.iter_records() if lexical.terms(str(r.payload.get("text") or "")))
+    word = max(lexical.terms(page.payload["text"]), key=len)  # a word of that page's text layer
+    for mode in ("lexical", "hybrid"):
+        result = visdoc("search", word, "--mode", mode, "--json", "-k", "2", data_dir=data_dir)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)[0]["id"] == page.id, mode
+    fused = visdoc("search", word, "--mode", "hybrid", "--fusion", "dbsf", "--json", data_dir=data_dir)
+    assert fused.returncode == 0 and json.loads(fused.stdout)
+    mmr = visdoc("search", "revenue", "--mode", "mmr", "--mmr-lambda", "0.3", "--json", data_dir=data_dir)
+    assert mmr.returncode == 0 and json.loads(mmr.stdout)
+    bad = visdoc("search", "x", "--mode", "mmr", "--mmr-lambda", "2", data_dir=data_dir)
+    assert bad.returncode == 2 and "mmr_lambda must be between 0 and 1" in bad.stderr
+    image = visdoc("search", str(SAMPLES / "sample-page.png"), "--image", "--mode", "lexical", data_dir=data_dir)
+    assert image.returncode == 2 and "an image query has none" in image.stderr
+
+
+def test_reindex_text_adds_lexical_vectors_to_an_old_collection(tmp_path):
+    import numpy as np
+
+    from visdoc.store import CollectionSpec, PagePoint, open_store, point_id
+
+    rng = np.random.default_rng(0)
+    with open_store("visdoc", CollectionSpec(dim=64, lexical=False), data_dir=tmp_path) as store:
+        store.upsert([PagePoint(point_id("doc", i), rng.normal(size=64), rng.normal(size=(4, 128)),
+                                {"document_id": "doc", "source": "/x.pdf", "page": i, "kind": "page_image",
+                                 "text": text}) for i, text in enumerate(["Invoice INV-2025-0042", ""])])  # fmt: skip
+    assert "lexical (BM25) vectors: no (add them: visdoc reindex-text" in visdoc("info", data_dir=tmp_path).stdout
+    before = visdoc("search", "inv 2025 0042", "--mode", "lexical", "--json", data_dir=tmp_path)
+    assert before.returncode == 0 and json.loads(before.stdout) == [] and "reindex-text" in before.stderr
+    result = visdoc("reindex-text", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "lexical vectors added for 1 of 2 points (1 have no text)" in result.stdout
+    assert "lexical: 100%" in result.stderr  # progress is visible
+    assert "lexical (BM25) vectors: yes" in visdoc("info", data_dir=tmp_path).stdout
+    after = visdoc("search", "inv 2025 0042", "--mode", "lexical", "--json", data_dir=tmp_path)
+    assert [r["page"] for r in json.loads(after.stdout)] == [0]

@@ -125,7 +125,7 @@ def test_search_modes_rank_like_exact_maxsim(store):
     with pytest.raises(ValueError, match="needs a first stage"):
         store.search(query, prefetch=0, pooled_prefetch=0)
     with pytest.raises(ValueError, match="unknown search mode"):
-        store.search(query, mode="hybrid")
+        store.search(query, mode="fuzzy")  # hybrid is a mode now: see tests/test_hybrid.py
 
 
 def test_delete_by_document_and_refusal_of_empty_filters(store):

@@ -228,12 +228,24 @@ def run_search(args: argparse.Namespace) -> int:
     import json
 
     from ..search import search
+    from ..store import Fusion
 
     where = _parse_filters(args.filter)
+    try:
+        fusion = Fusion(args.fusion, args.fusion_k, (args.lexical_weight, 1.0))
+    except ValueError as exc:
+        raise VisdocError(str(exc)) from None
+    if args.mode == "lexical" and args.image:
+        raise VisdocError("--mode lexical searches the page text: an image query has none (use hybrid or rerank)")
     with _open_store(args) as store:
         model = _load_model(args, args.model or store.spec.model or DEFAULT_MODEL)
-        hits = search(model, store, args.query, k=args.k, mode=args.mode, prefetch=args.prefetch,
-                      pooled_prefetch=args.pooled_prefetch, where=where, image=args.image)  # fmt: skip
+        try:
+            hits = search(model, store, args.query, k=args.k, mode=args.mode, prefetch=args.prefetch,
+                          pooled_prefetch=args.pooled_prefetch, where=where, image=args.image,
+                          lexical_prefetch=args.lexical_prefetch, fusion=fusion, mmr_lambda=args.mmr_lambda,
+                          mmr_candidates=args.mmr_candidates)  # fmt: skip
+        except ValueError as exc:  # a query over the term limit, a lambda out of range ...
+            raise VisdocError(str(exc)) from None
     if args.json:
         rows = [{"rank": i + 1, "score": h.score, "id": h.id} | h.payload for i, h in enumerate(hits)]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -263,9 +275,23 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"model {spec.model or '?'}, task {spec.task}, dense dim {spec.dim}, multivector "
               f"{spec.multivector_datatype}, quantization {spec.quantization}, token pooling "
               f"x{spec.token_pool_factor}, {spec.pool_size} centroids, row/column means {spec.rowcol}")  # fmt: skip
+        lexical = "yes" if spec.lexical else f"no (add them: visdoc reindex-text --collection {args.collection})"
+        print(f"lexical (BM25) vectors: {lexical}")
         for doc, n in sorted(pages.items(), key=lambda item: sources[item[0]][0]):
             source, total = sources[doc]
             print(f"  {doc}  {n}/{total} pages  {source}")
+    return 0
+
+
+def run_reindex_text(args: argparse.Namespace) -> int:
+    """Give every point a lexical vector of its stored text: no model, no re-embedding."""
+    with _open_store(args) as store:
+        had = store.spec.lexical
+        total = store.count()
+        written = store.add_lexical(show_progress=True)
+    verb = "recomputed" if had else "added"
+    print(f"collection {args.collection!r}: lexical vectors {verb} for {written} of {total} points "
+          f"({total - written} have no text)")  # fmt: skip
     return 0
 
 

@@ -6,6 +6,8 @@ import argparse
 import os
 
 from ..checkpoint import DEFAULT_MODEL, MODEL_ENV
+from ..store.base import SEARCH_MODES
+from ..store.schema import DEFAULT_LEXICAL_PREFETCH, DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH, Fusion
 from .commands import (
     API_KEY_ENV,
     EMBEDDING_URL_ENV,
@@ -15,6 +17,7 @@ from .commands import (
     run_eval,
     run_info,
     run_ingest,
+    run_reindex_text,
     run_search,
     run_serve,
     run_similarity,
@@ -74,11 +77,28 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("query", help="the query text, or an image path with --image")
     find.add_argument("--image", action="store_true", help="QUERY is an image file")
     find.add_argument("-k", type=int, default=10, help="results to return (default 10)")
-    find.add_argument("--mode", default="rerank", choices=["rerank", "dense", "multivector"],
-                      help="rerank (default): dense prefetch + MaxSim; dense; multivector: exact MaxSim")  # fmt: skip
-    find.add_argument("--prefetch", type=int, default=100, help="dense candidates reranked (default 100)")
-    find.add_argument("--pooled-prefetch", type=int, default=64,
-                      help="candidates from the pooled token centroids, reranked too (default 64)")  # fmt: skip
+    find.add_argument("--mode", default="rerank", choices=list(SEARCH_MODES),
+                      help="rerank (default): dense prefetch + MaxSim; dense; multivector: exact MaxSim; "
+                           "lexical: BM25 on the page text; hybrid: lexical fused with rerank; mmr: rerank, "
+                           "diversified")  # fmt: skip
+    find.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH,
+                      help=f"dense candidates reranked (default {DEFAULT_PREFETCH})")  # fmt: skip
+    find.add_argument("--pooled-prefetch", type=int, default=DEFAULT_POOLED_PREFETCH,
+                      help="candidates from the pooled token centroids, reranked too "
+                           f"(default {DEFAULT_POOLED_PREFETCH})")  # fmt: skip
+    fused = find.add_argument_group("hybrid and mmr")
+    fused.add_argument("--lexical-prefetch", type=int, default=DEFAULT_LEXICAL_PREFETCH,
+                       help=f"hybrid: BM25 candidates fused (default {DEFAULT_LEXICAL_PREFETCH})")  # fmt: skip
+    fused.add_argument("--fusion", default=Fusion.method, choices=["rrf", "dbsf"],
+                       help="hybrid: reciprocal rank fusion or distribution-based score fusion "
+                            f"(default {Fusion.method})")  # fmt: skip
+    fused.add_argument("--fusion-k", type=int, default=Fusion.k, help=f"hybrid: RRF's k (default {Fusion.k})")
+    fused.add_argument("--lexical-weight", type=float, default=Fusion.weights[0],
+                       help="hybrid: RRF weight of the text side against 1 for the vectors (default 1)")  # fmt: skip
+    fused.add_argument("--mmr-lambda", type=float, default=0.5,
+                       help="mmr: relevance weight, 1 relevance only, 0 diversity only (default 0.5)")  # fmt: skip
+    fused.add_argument("--mmr-candidates", type=int, default=None,
+                       help="mmr: best reranked candidates to diversify (default: --prefetch)")  # fmt: skip
     find.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                       help="document=ID, source=PATH or page=FROM..TO (0-based, inclusive); repeatable")  # fmt: skip
     find.add_argument("--json", action="store_true", help="print results as JSON")
@@ -123,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
     _model_options(evaluate)
     evaluate.set_defaults(run=run_eval)
+
+    reindex = subcommands.add_parser(
+        "reindex-text", help="add lexical (BM25) vectors of the stored page text to a collection (no re-embedding)"
+    )
+    _store_options(reindex)
+    reindex.set_defaults(run=run_reindex_text)
 
     info = subcommands.add_parser("info", help="describe a collection and its documents")
     _store_options(info)

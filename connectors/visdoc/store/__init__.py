@@ -17,17 +17,19 @@ from .base import (
     StoreError,
     StoreLockedError,
 )
-from .schema import DEFAULT_COLLECTION, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record
+from .schema import DEFAULT_COLLECTION, LEXICAL, SPEC_FILE, CollectionSpec, Fusion, Hit, PageFilter, Record
 
 DATA_DIR_ENV = "VISDOC_DATA_DIR"
 DEFAULT_DATA_DIR = "visdoc_data"
 
 __all__ = [
+    "LEXICAL",
     "SEARCH_MODES",
     "SPEC_FILE",
     "CollectionNotFoundError",
     "CollectionSpec",
     "DiskFullError",
+    "Fusion",
     "Hit",
     "PageFilter",
     "PagePoint",

@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .. import lexical
 from ..errors import VisdocError
-from ..points import IMAGE_GRID, PagePoint, image_grid
+from ..points import IMAGE_GRID, TEXT, PagePoint, image_grid
 from .schema import (
+    DEFAULT_LEXICAL_PREFETCH,
     DEFAULT_POOLED_PREFETCH,
     DEFAULT_PREFETCH,
     DENSE,
+    LEXICAL,
     MULTI,
     POOLED,
     ROWCOL,
     CollectionSpec,
+    Fusion,
     Hit,
     PageFilter,
     Record,
 )
 
-SearchMode = Literal["rerank", "dense", "multivector"]
-SEARCH_MODES: tuple[SearchMode, ...] = ("rerank", "dense", "multivector")
+SearchMode = Literal["rerank", "dense", "multivector", "lexical", "hybrid", "mmr"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("rerank", "dense", "multivector", "lexical", "hybrid", "mmr")
+LEXICAL_BATCH = 256  # points whose lexical vectors one call writes (add_lexical)
+SparseTerms = tuple[list[int], list[float]]  # a sparse vector: term indices and their weights
+
+log = logging.getLogger("visdoc.store")
 
 
 class StoreError(VisdocError):
@@ -62,6 +72,12 @@ class SearchPlan:
     where: PageFilter | None = None
     pooled: list[list[float]] | None = None
     first_stages: dict[str, int] = field(default_factory=dict)
+    lexical: SparseTerms | None = None  # the query's terms (lexical and hybrid)
+    lexical_limit: int = 0  # hybrid: BM25 candidates fused
+    rerank_limit: int = 0  # hybrid: MaxSim-reranked candidates fused
+    fusion: Fusion = field(default_factory=Fusion)
+    mmr_lambda: float = 0.5  # mmr: relevance weight (1: relevance only, 0: diversity only)
+    mmr_candidates: int = 0  # mmr: the best candidates by MaxSim that MMR selects from
 
     def vector(self, name: str) -> list[float] | list[list[float]]:
         """The query vector scored against the stored vector ``name``."""
@@ -70,16 +86,18 @@ class SearchPlan:
 
     @property
     def final(self) -> str:
-        """The vector that scores the returned points."""
-        return DENSE if self.mode == "dense" else MULTI
+        """The vector that scores the returned points (hybrid: the fused scores)."""
+        return {"dense": DENSE, "lexical": LEXICAL}.get(self.mode, MULTI)
 
 
 @dataclass
 class QueryVectors:
-    """A query's embeddings: dense ``[dim]`` and multivector ``[tokens, 128]`` (float32)."""
+    """A query's embeddings: dense ``[dim]`` and multivector ``[tokens, 128]`` (float32), and the
+    query's ``text`` for the lexical stage (None for an image query)."""
 
     dense: object
     multivector: object
+    text: str | None = None
 
 
 class Store(abc.ABC):
@@ -122,19 +140,51 @@ class Store(abc.ABC):
         mode: SearchMode = "rerank",
         prefetch: int = DEFAULT_PREFETCH,
         pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
+        lexical_prefetch: int = DEFAULT_LEXICAL_PREFETCH,
         where: PageFilter | None = None,
+        fusion: Fusion = Fusion(),  # noqa: B008 - frozen
+        mmr_lambda: float = 0.5,
+        mmr_candidates: int | None = None,
     ) -> list[Hit]:
-        """Top ``k`` pages.
+        """Top ``k`` pages. ``where`` filters every stage of every mode.
 
         ``rerank``: candidates from the dense vector (``prefetch``) and from the pooled token
         centroids (``pooled_prefetch``, when the collection has them), reranked by exact MaxSim
         on the full multivector. ``dense`` and ``multivector`` (exact MaxSim) use one stage.
+        ``lexical``: BM25 of ``query.text`` against the pages' text (IDF from the engine);
+        refused for a query without text (an image). ``hybrid``: one query fusing (``fusion``)
+        the ``lexical_prefetch`` best BM25 pages with the ``max(prefetch, k)`` best of ``rerank``:
+        an exact term match ranks high even where the vectors miss it, MaxSim still orders the
+        vector side; without query text (or terms) it is ``rerank``. ``mmr``: maximal marginal
+        relevance over the ``mmr_candidates`` (default ``max(prefetch, k)``) best of ``rerank``:
+        each next page maximises ``mmr_lambda * relevance - (1 - mmr_lambda) * similarity to
+        the pages already chosen`` (MaxSim both); scores stay the relevance, in MMR's order.
+
+        On a collection without lexical vectors (made before they existed) ``hybrid`` runs as
+        ``rerank`` and ``lexical`` finds nothing, each with a warning naming :meth:`add_lexical`.
         """
         import numpy as np
 
         from ..pooling import pool_query
 
         check_mode(mode)
+        if not 0 <= mmr_lambda <= 1:
+            raise ValueError(f"mmr_lambda must be between 0 and 1 (1: relevance only), not {mmr_lambda}")
+        if mode in ("lexical", "hybrid"):
+            if mode == "lexical" and query.text is None:
+                raise ValueError(
+                    "lexical search needs the query's text: an image query has none (use hybrid or rerank)"
+                )
+            if not self.spec.lexical:
+                self._warn_no_lexical()
+                if mode == "lexical":
+                    return []
+                mode = "rerank"
+        terms = lexical.query_vector(query.text) if mode in ("lexical", "hybrid") and query.text else None
+        if mode == "lexical" and not (terms and terms[0]):
+            return []  # only stop words or punctuation
+        if mode == "hybrid" and not (terms and terms[0] and lexical_prefetch > 0):
+            mode = "rerank"  # no lexical stage: an image query, only stop words, or lexical_prefetch 0
         multi = np.asarray(query.multivector, dtype=np.float32)
         plan = SearchPlan(
             k=k,
@@ -142,12 +192,62 @@ class Store(abc.ABC):
             dense=np.asarray(query.dense, dtype=np.float32).tolist(),
             multivector=multi.tolist(),
             where=where,
+            lexical=terms,
+            lexical_limit=max(lexical_prefetch, k),
+            rerank_limit=max(prefetch, k),
+            fusion=fusion,
+            mmr_lambda=mmr_lambda,
+            mmr_candidates=mmr_candidates or max(prefetch, k),
         )
-        if mode == "rerank":
+        if mode in ("rerank", "hybrid", "mmr"):
             plan.first_stages = first_stages(self.spec, prefetch, pooled_prefetch, k)
             if POOLED in plan.first_stages or ROWCOL in plan.first_stages:  # both are scored with query sums
                 plan.pooled = pool_query(multi).tolist()
         return self._search(plan)
+
+    def _warn_no_lexical(self) -> None:
+        if not getattr(self, "_warned_no_lexical", False):
+            self._warned_no_lexical = True
+            log.warning("collection %r has no lexical vectors (made before they existed): hybrid search runs as "
+                        "rerank and lexical search finds nothing; add them with Store.add_lexical() or "
+                        "`visdoc reindex-text --collection %s` (no re-embedding)", self.name, self.name)  # fmt: skip
+
+    def add_lexical(self, show_progress: bool = False) -> int:
+        """Give every point a lexical (BM25) vector of its payload text, declaring the vector on a
+        collection made before lexical vectors existed; no re-embedding. Run again, it recomputes
+        them (after a change of :mod:`visdoc.lexical`'s analysis). Returns the points that got one
+        (those with text)."""
+        from tqdm.auto import tqdm
+
+        self._declare_lexical()
+        written = 0
+        with tqdm(total=self.count(), unit="point", desc="lexical", disable=not show_progress) as bar:
+            batch: list[tuple[str, SparseTerms]] = []
+            for record in self.iter_records(batch=LEXICAL_BATCH):
+                bar.update(1)
+                terms = lexical.document_vector(str(record.payload.get(TEXT) or ""))
+                if terms[0]:
+                    batch.append((record.id, terms))
+                if len(batch) >= LEXICAL_BATCH:
+                    written += self._write_lexical(batch)
+                    batch = []
+            if batch:
+                written += self._write_lexical(batch)
+        self._finish_lexical()
+        self.spec = dataclasses.replace(self.spec, lexical=True)
+        return written
+
+    @abc.abstractmethod
+    def _declare_lexical(self) -> None:
+        """Declare the lexical sparse vector (IDF) on the collection, unless it is there."""
+
+    @abc.abstractmethod
+    def _write_lexical(self, vectors: Sequence[tuple[str, SparseTerms]]) -> int:
+        """Set the lexical vector of these points (id, terms); returns how many."""
+
+    @abc.abstractmethod
+    def _finish_lexical(self) -> None:
+        """Make the written vectors durable and record ``lexical=True`` in the stored spec."""
 
     @abc.abstractmethod
     def _search(self, plan: SearchPlan) -> list[Hit]:
@@ -213,7 +313,8 @@ def first_stages(spec: CollectionSpec, prefetch: int, pooled_prefetch: int, k: i
 
 
 def stored_vectors(point: PagePoint, spec: CollectionSpec) -> dict[str, list]:
-    """The named vectors a point is stored with, as plain lists (token pooling applied)."""
+    """The named vectors a point is stored with, as plain lists (token pooling applied); the
+    lexical one, when the point has text, as :data:`SparseTerms` for the backend to wrap."""
     import numpy as np
 
     from ..pooling import pool_tokens
@@ -227,6 +328,10 @@ def stored_vectors(point: PagePoint, spec: CollectionSpec) -> dict[str, list]:
     if spec.token_pool_factor > 1:
         multi = pool_tokens(multi, spec.token_pool_factor, point.content_span)
     vectors[MULTI] = multi.tolist()
+    if spec.lexical:
+        terms = lexical.document_vector(str(point.payload.get(TEXT) or ""))
+        if terms[0]:  # a page without text (a scan) has no lexical vector
+            vectors[LEXICAL] = terms  # type: ignore[assignment]
     return vectors
 
 

@@ -12,6 +12,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,12 +21,14 @@ from .base import (
     CollectionNotFoundError,
     DiskFullError,
     SearchPlan,
+    SparseTerms,
     Store,
     StoreError,
     stored_payload,
     stored_vectors,
 )
 from .disk import CREATE_BYTES, WRITE_MARGIN, engine_errors, open_need, raw_bytes, require, upsert_need
+from .edge_queries import edge_config, edge_filter, edge_request, point_vectors, sparse
 from .folder import (
     LOCK_FILE,
     SHARD_DIR,
@@ -38,7 +41,7 @@ from .folder import (
     read_spec,
     write_spec,
 )
-from .schema import SCALAR_QUANTILE, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record, VectorLayout, vector_layout
+from .schema import LEXICAL, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record
 
 if TYPE_CHECKING:
     from .engine_process import EngineProcess
@@ -116,7 +119,7 @@ class EdgeStore(Store):
         require(self.path, CREATE_BYTES + leftover, f"create collection {self.name!r}")
         discard_unfinished(self.path, self.name, _count_points)
         with engine_errors(self.path, f"create collection {self.name!r}"):
-            shard = qe.EdgeShard.create(str(shard_path), self._config(spec))
+            shard = qe.EdgeShard.create(str(shard_path), edge_config(qe, spec))
             try:
                 for field, kind in INDEXED_FIELDS.items():
                     schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
@@ -135,33 +138,6 @@ class EdgeStore(Store):
         with engine_errors(self.path, f"open collection {self.name!r}"):
             return self._qe.EdgeShard.load(str(shard_path))
 
-    def _config(self, spec: CollectionSpec) -> Any:
-        return self._qe.EdgeConfig(vectors={name: self._params(v) for name, v in vector_layout(spec).items()})
-
-    def _params(self, vector: VectorLayout) -> Any:
-        """qdrant-edge's parameters of a named vector (settings left open get Qdrant's defaults)."""
-        qe = self._qe
-        datatypes = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
-        quantization = {
-            "none": None,
-            "scalar": qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=SCALAR_QUANTILE, always_ram=True),
-            "binary": qe.BinaryQuantizationConfig(always_ram=True),
-        }[vector.quantization]
-        hnsw = qe.HnswIndexConfig(  # qdrant-edge needs every value: Qdrant's defaults where the layout has none
-            m=vector.hnsw_m,
-            ef_construct=100 if vector.hnsw_ef_construct is None else vector.hnsw_ef_construct,
-            full_scan_threshold=10_000 if vector.full_scan_threshold is None else vector.full_scan_threshold,
-        )
-        return qe.EdgeVectorParams(
-            size=vector.size,
-            distance={"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot}[vector.distance],
-            on_disk=vector.on_disk,
-            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if vector.multivector else None,
-            datatype=datatypes[vector.datatype] if vector.datatype else None,
-            quantization_config=quantization,
-            hnsw_config=hnsw,
-        )
-
     # -- writing -----------------------------------------------------------------------------
 
     @_forwarded
@@ -175,7 +151,8 @@ class EdgeStore(Store):
             for start in range(0, len(points), UPDATE_POINTS):  # let other threads (a GPU's feeder) in between
                 chunk = points[start : start + UPDATE_POINTS]
                 # plain lists build Points ~2x faster than numpy arrays in qdrant-edge 0.9
-                batch = [qe.Point(p.id, stored_vectors(p, self.spec), stored_payload(p, self.spec)) for p in chunk]
+                batch = [qe.Point(p.id, point_vectors(qe, stored_vectors(p, self.spec)), stored_payload(p, self.spec))
+                         for p in chunk]  # fmt: skip
                 self._shard.update(qe.UpdateOperation.upsert_points(batch))
         self._unflushed += raw
         if self._unflushed >= FLUSH_EVERY_BYTES:
@@ -326,31 +303,39 @@ class EdgeStore(Store):
     @_forwarded
     def _search(self, plan: SearchPlan) -> list[Hit]:
         qe = self._qe
-        flt = self._filter(plan.where)
         params = None
         if self.spec.quantization != "none":
             rescore = qe.QuantizationSearchParams(rescore=True, oversampling=self.spec.oversampling)
             params = qe.SearchParams(quantization=rescore)
-        prefetches = [
-            qe.Prefetch(limit=limit, query=qe.Query.Nearest(plan.vector(using), using=using), filter=flt)
-            for using, limit in plan.first_stages.items()
-        ]
-        final = qe.Query.Nearest(plan.vector(plan.final), using=plan.final)  # the multivector has no HNSW: exact
-        request = qe.QueryRequest(limit=plan.k, query=final, prefetches=prefetches or None, filter=flt,
-                                  with_payload=True, params=params)  # fmt: skip
+        request = edge_request(qe, plan, params)
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
 
     def _filter(self, where: PageFilter | None) -> Any:
-        if where is None or where.is_empty():
-            return None
+        return edge_filter(self._qe, where)
+
+    # -- lexical vectors of a collection made before they existed ------------------------------
+
+    @_forwarded
+    def _declare_lexical(self) -> None:
         qe = self._qe
-        make = {
-            "match": lambda key, value: qe.FieldCondition(key=key, match=qe.MatchValue(value)),
-            "any": lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
-            "range": lambda key, bounds: qe.FieldCondition(key=key, range=qe.RangeFloat(gte=bounds[0], lte=bounds[1])),
-            "ids": lambda _, ids: qe.HasIdCondition(set(ids)),
-        }
-        return qe.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
+        doing = f"add lexical vectors to collection {self.name!r}"
+        self._before_write(WRITE_MARGIN, doing)
+        with engine_errors(self.path, doing):  # declaring it again is a no-op for the engine
+            self._shard.update(qe.UpdateOperation.create_sparse_vector(LEXICAL, modifier=qe.Modifier.Idf))
+
+    @_forwarded
+    def _write_lexical(self, vectors: Sequence[tuple[str, SparseTerms]]) -> int:
+        qe = self._qe
+        batch = [qe.PointVectors(pid, {LEXICAL: sparse(qe, terms)}) for pid, terms in vectors]
+        with engine_errors(self.path, f"add lexical vectors to collection {self.name!r}"):
+            self._shard.update(qe.UpdateOperation.update_vectors(batch))
+        return len(batch)
+
+    @_forwarded
+    def _finish_lexical(self) -> None:
+        self.flush()
+        self.spec = replace(self.spec, lexical=True)
+        write_spec(self.path, self.spec)
 
 
 def _count_points(shard: Path) -> int | None:

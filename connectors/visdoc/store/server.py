@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..points import INDEXED_FIELDS, PagePoint
-from .base import CollectionNotFoundError, SearchPlan, Store, StoreError, stored_payload, stored_vectors
-from .schema import (
-    DENSE,
-    MULTI,
-    MULTIVECTOR_DIM,
-    SCALAR_QUANTILE,
-    CollectionSpec,
-    Hit,
-    PageFilter,
-    Record,
-    VectorLayout,
-    vector_layout,
-)
+from .base import CollectionNotFoundError, SearchPlan, SparseTerms, Store, StoreError, stored_payload, stored_vectors
+from .schema import DENSE, LEXICAL, MULTI, MULTIVECTOR_DIM, CollectionSpec, Hit, PageFilter, Record, vector_layout
+from .server_queries import point_vectors, query_arguments, server_filter, sparse, sparse_params, vector_params
 
 MAX_REQUEST_BYTES = 16 << 20  # the server refuses requests over 32 MB by default
 BYTES_PER_FLOAT = {True: 4, False: 24}  # gRPC sends raw floats; REST JSON measured ~21 bytes per float32
@@ -79,43 +70,21 @@ class ServerStore(Store):
             self._create(spec, shard_number, replication_factor, write_consistency_factor)
 
     def _create(self, spec: CollectionSpec, shards: int | None, replicas: int | None, consistency: int | None) -> None:
+        m, layout = self._m, vector_layout(spec)
         self.client.create_collection(
             self.name,
-            vectors_config={name: self._params(vector) for name, vector in vector_layout(spec).items()},
+            vectors_config={name: vector_params(m, v) for name, v in layout.items() if not v.sparse},
+            sparse_vectors_config={name: sparse_params(m) for name, v in layout.items() if v.sparse} or None,
             shard_number=shards,
             replication_factor=replicas,
             write_consistency_factor=consistency,
             metadata={"visdoc": json.dumps(spec.to_json())},
         )
-        m = self._m
         schema = {"keyword": m.PayloadSchemaType.KEYWORD, "integer": m.PayloadSchemaType.INTEGER}
         with warnings.catch_warnings():  # local mode says indexes have no effect there
             warnings.simplefilter("ignore")
             for field, kind in INDEXED_FIELDS.items():
                 self.client.create_payload_index(self.name, field, field_schema=schema[kind], wait=True)
-
-    def _params(self, vector: VectorLayout) -> Any:
-        """qdrant-client's parameters of a named vector (settings left open get the server's defaults)."""
-        m = self._m
-        datatypes = {"float32": m.Datatype.FLOAT32, "float16": m.Datatype.FLOAT16}
-        quantization = {
-            "none": None,
-            "scalar": m.ScalarQuantization(
-                scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=SCALAR_QUANTILE, always_ram=True)
-            ),
-            "binary": m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True)),
-        }[vector.quantization]
-        return m.VectorParams(
-            size=vector.size,
-            distance={"cosine": m.Distance.COSINE, "dot": m.Distance.DOT}[vector.distance],
-            on_disk=vector.on_disk,
-            multivector_config=(
-                m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM) if vector.multivector else None
-            ),
-            hnsw_config=m.HnswConfigDiff(m=vector.hnsw_m, ef_construct=vector.hnsw_ef_construct),
-            datatype=datatypes[vector.datatype] if vector.datatype else None,
-            quantization_config=quantization,
-        )
 
     def _read_spec(self) -> CollectionSpec:
         config = self.client.get_collection(self.name).config
@@ -125,7 +94,7 @@ class ServerStore(Store):
         vectors = config.params.vectors
         if not isinstance(vectors, dict) or DENSE not in vectors or MULTI not in vectors:
             raise StoreError(f"collection {self.name!r} was not made by visdoc (no {DENSE!r}/{MULTI!r} vectors)")
-        return CollectionSpec(dim=vectors[DENSE].size)
+        return CollectionSpec(dim=vectors[DENSE].size, lexical=LEXICAL in (config.params.sparse_vectors or {}))
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -141,12 +110,16 @@ class ServerStore(Store):
         for p in points:
             vectors = stored_vectors(p, self.spec)
             payload = stored_payload(p, self.spec)
+            terms = vectors.pop(LEXICAL, ([], []))
             floats = len(vectors[DENSE]) + sum(len(rows) * MULTIVECTOR_DIM for k, rows in vectors.items() if k != DENSE)
+            floats += 2 * len(terms[0])
+            if terms[0]:
+                vectors[LEXICAL] = terms
             cost = floats * per_float + len(json.dumps(payload, default=str)) + 256
             if batch and size + cost > self.max_request_bytes:
                 yield batch
                 batch, size = [], 0
-            batch.append(self._m.PointStruct(id=p.id, vector=vectors, payload=payload))
+            batch.append(self._m.PointStruct(id=p.id, vector=point_vectors(self._m, vectors), payload=payload))
             size += cost
         if batch:
             yield batch
@@ -189,35 +162,36 @@ class ServerStore(Store):
 
     def _search(self, plan: SearchPlan) -> list[Hit]:
         m = self._m
-        flt = self._filter(plan.where)
-        prefetch = [
-            m.Prefetch(query=plan.vector(using), using=using, limit=limit, filter=flt)
-            for using, limit in plan.first_stages.items()
-        ]
         params = None
         if self.spec.quantization != "none":
             rescore = m.QuantizationSearchParams(rescore=True, oversampling=self.spec.oversampling)
             params = m.SearchParams(quantization=rescore)
-        response = self.client.query_points(
-            self.name,
-            query=plan.vector(plan.final),  # the multivector has no HNSW graph: scoring it is exact
-            using=plan.final,
-            prefetch=prefetch or None,
-            query_filter=flt,
-            search_params=params,
-            limit=plan.k,
-            with_payload=True,
-        )
+        response = self.client.query_points(self.name, **query_arguments(m, plan, params))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
     def _filter(self, where: PageFilter | None) -> Any:
-        if where is None or where.is_empty():
-            return None
+        return server_filter(self._m, where)
+
+    # -- lexical vectors of a collection made before they existed ------------------------------
+
+    def _declare_lexical(self) -> None:
         m = self._m
-        make = {
-            "match": lambda key, value: m.FieldCondition(key=key, match=m.MatchValue(value=value)),
-            "any": lambda key, values: m.FieldCondition(key=key, match=m.MatchAny(any=values)),
-            "range": lambda key, bounds: m.FieldCondition(key=key, range=m.Range(gte=bounds[0], lte=bounds[1])),
-            "ids": lambda _, ids: m.HasIdCondition(has_id=ids),
-        }
-        return m.Filter(must=[make[kind](key, value) for kind, key, value in where.conditions()])
+        if LEXICAL not in (self.client.get_collection(self.name).config.params.sparse_vectors or {}):
+            config = m.SparseVectorNameConfig(sparse=m.SparseVectorConfig(modifier=m.Modifier.IDF))
+            try:
+                self.client.create_vector_name(self.name, LEXICAL, config, wait=True)
+            except Exception as exc:  # a server from before named vectors could be added to a collection
+                raise StoreError(
+                    f"could not add the {LEXICAL!r} vector to collection {self.name!r} ({exc}): the server must "
+                    "support creating named vectors on an existing collection (a newer Qdrant), else re-ingest"
+                ) from exc
+
+    def _write_lexical(self, vectors: Sequence[tuple[str, SparseTerms]]) -> int:
+        m = self._m
+        batch = [m.PointVectors(id=pid, vector={LEXICAL: sparse(m, terms)}) for pid, terms in vectors]
+        self.client.update_vectors(self.name, points=batch, wait=True)
+        return len(batch)
+
+    def _finish_lexical(self) -> None:
+        self.spec = replace(self.spec, lexical=True)
+        self.client.update_collection(self.name, metadata={"visdoc": json.dumps(self.spec.to_json())})
