@@ -170,7 +170,7 @@ def test_documents_keep_ids_and_metadata_exactly(tmp_path):
     store.close()
 
 
-# -- langchain-qdrant's arguments, MMR -------------------------------------------------------------
+# -- langchain-qdrant's arguments ------------------------------------------------------------------
 
 TEXTS = ["invoices and receipts", "quarterly revenue chart", "organisation chart", "printer cartridges", "travel"]
 
@@ -240,9 +240,9 @@ def test_connection_arguments_mean_what_they_mean_in_langchain_qdrant(tmp_path, 
         connection_options({"collection": "a", "collection_name": "b"})
 
 
-REFUSED = {"force_recreate": True, "retrieval_mode": "hybrid", "sparse_embedding": object(), "vector_name": "v",
-           "distance": "Dot", "content_payload_key": "c", "metadata_payload_key": "m", "vector_params": {},
-           "sparse_vector_name": "s", "collection_create_options": {}, "validate_embeddings": False}  # fmt: skip
+REFUSED = {"force_recreate": True, "sparse_embedding": object(), "vector_name": "v", "distance": "Dot",
+           "content_payload_key": "c", "metadata_payload_key": "m", "vector_params": {}, "sparse_vector_name": "s",
+           "collection_create_options": {}, "validate_embeddings": False}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", REFUSED)
@@ -256,26 +256,142 @@ async def test_langchain_qdrant_arguments_visdoc_does_not_implement_are_refused(
         await VisdocVectorStore.afrom_texts(TEXTS, matching, location=":memory:", **argument)
 
 
-async def test_mmr_says_it_is_not_available_yet(matching):
+def test_sparse_embeddings_are_refused_saying_visdoc_computes_its_lexical_vectors(matching):
+    with pytest.raises(TypeError, match="computes each page's and chunk's lexical \\(BM25\\) vector itself"):
+        VisdocVectorStore.from_texts(TEXTS, matching, location=":memory:", sparse_embedding=object())
+
+
+async def test_search_by_a_bare_vector_says_the_store_needs_the_query_text(matching):
     store = VisdocVectorStore.from_texts(TEXTS, matching, location=":memory:")
-    message = r"MMR\) search is not available yet in visdoc.*use similarity_search.*search_type=\"similarity\""
-    with pytest.raises(NotImplementedError, match=message):
-        store.max_marginal_relevance_search("revenue", k=2)
-    with pytest.raises(NotImplementedError, match=message):
+    with pytest.raises(NotImplementedError, match=r"MMR\) from a bare vector.*max_marginal_relevance_search\(query\)"):
         store.max_marginal_relevance_search_by_vector([0.1] * 64, k=2)
-    with pytest.raises(NotImplementedError, match=message):
-        await store.amax_marginal_relevance_search("revenue", k=2)
-    with pytest.raises(NotImplementedError, match=message):
+    with pytest.raises(NotImplementedError, match="from a bare vector"):
         await store.amax_marginal_relevance_search_by_vector([0.1] * 64, k=2)
-    with pytest.raises(NotImplementedError, match=message):
-        store.as_retriever(search_type="mmr", search_kwargs={"k": 2}).invoke("revenue")
-    with pytest.raises(NotImplementedError, match=message):
-        await store.as_retriever(search_type="mmr").ainvoke("revenue")
     with pytest.raises(NotImplementedError, match="use similarity_search"):
         store.similarity_search_by_vector([0.1] * 64, k=2)
     with pytest.raises(NotImplementedError, match="use similarity_search"):
         await store.asimilarity_search_by_vector([0.1] * 64, k=2)
-    assert len(store.as_retriever(search_type="similarity", search_kwargs={"k": 2}).invoke("revenue")) == 2
+    store.close()
+
+
+# -- MMR, retrieval modes --------------------------------------------------------------------------
+
+# an exact code in one text: the tiny checkpoint's vectors are random, so only the lexical stage finds it reliably
+CODE_TEXTS = ["Quarterly revenue grew in the north region", "Invoice INV-2025-0042 for printer cartridges",
+              "Organisation chart of the sales team", "Travel policy for staff abroad", "Minutes of the board meeting",
+              "Purchase order for toner and paper", "Warehouse stock levels by site", "Credit note for a returned item",
+              "Payment terms and late fees", "Customer list for the west region"]  # fmt: skip
+CODE_QUERY = "inv 2025 0042"  # as a user types it
+# near-duplicates: four copies each of three texts
+DUPLICATED = [t for t in CODE_TEXTS[:3] for _ in range(4)]
+
+
+def where(place: str, tmp_path) -> dict:
+    return {"location": ":memory:"} if place == "memory" else {"data_dir": tmp_path}
+
+
+def repeats(docs: list[Document]) -> int:
+    return len(docs) - len({d.page_content for d in docs})
+
+
+@pytest.mark.parametrize("place", ["embedded", "memory"])
+async def test_mmr_returns_fewer_duplicates_than_similarity_search(matching, tmp_path, place):
+    store = VisdocVectorStore.from_texts(DUPLICATED, matching, **where(place, tmp_path))
+    similar = store.similarity_search(CODE_TEXTS[1], k=4)
+    diverse = store.max_marginal_relevance_search(CODE_TEXTS[1], k=4, fetch_k=12, lambda_mult=0.3)
+    assert repeats(similar) == 3  # the four copies of the text asked for
+    assert diverse[0].page_content == CODE_TEXTS[1] and repeats(diverse) < repeats(similar)
+    relevance_only = store.max_marginal_relevance_search(CODE_TEXTS[1], k=4, fetch_k=12, lambda_mult=1.0)
+    assert {d.id for d in relevance_only} == {d.id for d in similar}
+    limited = store.max_marginal_relevance_search(CODE_TEXTS[1], k=4, fetch_k=12, lambda_mult=0.3,
+                                                  filter={"group": "none"})  # fmt: skip
+    assert limited == []
+    adiverse = await store.amax_marginal_relevance_search(CODE_TEXTS[1], k=4, fetch_k=12, lambda_mult=0.3)
+    assert [d.page_content for d in adiverse] == [d.page_content for d in diverse]  # copies tie: compare texts
+    store.close()
+
+
+async def test_mmr_through_as_retriever(matching):
+    store = VisdocVectorStore.from_texts(DUPLICATED, matching, location=":memory:")
+    kwargs = {"k": 4, "fetch_k": 12, "lambda_mult": 0.3}
+    found = store.as_retriever(search_type="mmr", search_kwargs=kwargs).invoke(CODE_TEXTS[1])
+    assert len(found) == 4 and repeats(found) < 3
+    afound = await store.as_retriever(search_type="mmr", search_kwargs=kwargs).ainvoke(CODE_TEXTS[1])
+    assert [d.page_content for d in afound] == [d.page_content for d in found]
+    similar = store.as_retriever(search_kwargs={"k": 4}).invoke(CODE_TEXTS[1])
+    assert repeats(similar) == 3
+    with pytest.raises(TypeError, match="does not take mode="):
+        store.max_marginal_relevance_search("x", mode="hybrid")
+    with pytest.raises(ValueError, match="mmr_lambda must be between 0 and 1"):
+        store.max_marginal_relevance_search("x", lambda_mult=1.5)
+    store.close()
+
+
+@pytest.mark.parametrize("place", ["embedded", "memory"])
+@pytest.mark.parametrize("mode", ["sparse", "hybrid"])
+def test_sparse_and_hybrid_retrieval_find_an_exact_code_at_rank_1(tiny_fp32, tmp_path, place, mode):
+    store = VisdocVectorStore.from_texts(CODE_TEXTS, JinaV4Embeddings(tiny_fp32), retrieval_mode=mode,
+                                         **where(place, tmp_path))  # fmt: skip
+    found = store.similarity_search_with_relevance_scores(CODE_QUERY, k=3)
+    assert found[0][0].page_content == CODE_TEXTS[1]
+    assert all(0 <= score <= 1 for _, score in found) and found[0][1] > 0.5
+    if mode == "sparse":
+        assert len(found) == 1  # no other text holds a term of the query
+    store.close()
+
+
+def test_retrieval_mode_takes_the_enums_and_strings_and_mode_is_per_call(matching):
+    from langchain_qdrant import RetrievalMode as QdrantRetrievalMode
+
+    from langchain_visdoc import RetrievalMode
+
+    for value in (QdrantRetrievalMode.SPARSE, RetrievalMode.SPARSE, "sparse", "SPARSE"):
+        store = VisdocVectorStore(matching, location=":memory:", retrieval_mode=value)
+        assert store.retrieval_mode is RetrievalMode.SPARSE
+        store.close()
+    with pytest.raises(ValueError, match="unknown retrieval_mode 'bm25'.*'dense'.*'sparse'.*'hybrid'"):
+        VisdocVectorStore(matching, location=":memory:", retrieval_mode="bm25")
+    store = VisdocVectorStore.from_texts(CODE_TEXTS, matching, location=":memory:", retrieval_mode="hybrid")
+    assert [d.page_content for d in store.similarity_search(CODE_QUERY, k=5, mode="lexical")] == [CODE_TEXTS[1]]
+    for mode in ("rerank", "dense", "multivector", "lexical", "hybrid", "mmr"):
+        scored = store.similarity_search_with_relevance_scores(CODE_QUERY, k=4, mode=mode)
+        assert scored and all(0 <= score <= 1 for _, score in scored), mode
+    with pytest.raises(ValueError, match="unknown search mode 'sparse'"):
+        store.similarity_search(CODE_QUERY, mode="sparse")  # visdoc's names per call; retrieval_mode's in the store
+    store.close()
+
+
+def test_hybrid_fusion_as_in_langchain_qdrant_and_relevance_of_every_mode(matching):
+    from qdrant_client import models
+
+    from visdoc.store import Fusion
+
+    store = VisdocVectorStore.from_texts(CODE_TEXTS, matching, location=":memory:", retrieval_mode="hybrid")
+    dbsf = models.FusionQuery(fusion=models.Fusion.DBSF)
+    for fusion in ({"hybrid_fusion": dbsf}, {"fusion": Fusion("rrf", k=10, weights=(2.0, 1.0))}):
+        scored = store.similarity_search_with_relevance_scores(CODE_QUERY, k=4, **fusion)
+        assert scored[0][0].page_content == CODE_TEXTS[1] and all(0 <= s <= 1 for _, s in scored)
+    with pytest.raises(TypeError, match="hybrid_fusion must be"):
+        store.similarity_search(CODE_QUERY, hybrid_fusion="rrf")
+    only_stop_words = store.similarity_search_with_relevance_scores("the of and", k=3)  # hybrid runs as rerank
+    assert len(only_stop_words) == 3 and all(0 <= s <= 1 for _, s in only_stop_words)
+    store.close()
+
+
+def test_a_collection_made_before_lexical_vectors_answers_every_retrieval_mode(matching, tmp_path, caplog):
+    from visdoc.store import CollectionSpec, open_store
+
+    spec = CollectionSpec(dim=matching.model.dims[-1], model=matching.model.name, task=matching.task, lexical=False)
+    old = open_store("old", spec, data_dir=tmp_path)
+    store = VisdocVectorStore(matching, store=old, retrieval_mode="hybrid")
+    store.add_texts(CODE_TEXTS)
+    scored = store.similarity_search_with_relevance_scores(CODE_QUERY, k=3)  # runs as rerank: MaxSim relevance
+    assert len(scored) == 3 and all(0 <= s <= 1 for _, s in scored)
+    assert store.similarity_search(CODE_QUERY, k=3, mode="lexical") == []
+    assert "add_lexical()" in caplog.text
+    old.add_lexical()  # the text is indexed; nothing is embedded again
+    assert [d.page_content for d in store.similarity_search(CODE_QUERY, k=3, mode="lexical")] == [CODE_TEXTS[1]]
+    assert store.similarity_search(CODE_QUERY, k=3)[0].page_content == CODE_TEXTS[1]
     store.close()
 
 

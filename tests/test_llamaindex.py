@@ -242,12 +242,15 @@ def text_store(tiny_fp32, tmp_path):
     store.close()
 
 
-OTHER_MODES = [mode for mode in VectorStoreQueryMode if mode != VectorStoreQueryMode.DEFAULT]
+SUPPORTED_MODES = {VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.MMR,
+                   VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE}  # fmt: skip
+OTHER_MODES = [mode for mode in VectorStoreQueryMode if mode not in SUPPORTED_MODES]
 
 
 @pytest.mark.parametrize("mode", OTHER_MODES, ids=[m.value for m in OTHER_MODES])
-def test_query_modes_other_than_default_are_refused(text_store, mode):
-    with pytest.raises(ValueError, match=rf"vector_store_query_mode='{mode.value}'.*supported mode is 'default'"):
+def test_query_modes_visdoc_does_not_implement_are_refused(text_store, mode):
+    with pytest.raises(ValueError, match=rf"vector_store_query_mode='{mode.value}'.*its modes are 'default'.*'hybrid'"
+                                         r".*'mmr'.*'text_search' and 'sparse'"):  # fmt: skip
         text_store.query(VectorStoreQuery(query_str="revenue", mode=mode))
     index = VectorStoreIndex.from_vector_store(text_store)
     with pytest.raises(ValueError, match=mode.value):
@@ -260,8 +263,8 @@ UNIMPLEMENTED = {"alpha": 0.5, "mmr_threshold": 0.2, "sparse_top_k": 3, "hybrid_
 
 
 @pytest.mark.parametrize("name", UNIMPLEMENTED)
-def test_query_fields_that_are_not_implemented_are_refused_by_name(text_store, name):
-    with pytest.raises(ValueError, match=f"VectorStoreQuery.{name}"):
+def test_query_fields_that_do_not_apply_to_the_default_mode_are_refused_by_name(text_store, name):
+    with pytest.raises(ValueError, match=f"VectorStoreQuery.{name} in mode 'default'"):
         text_store.query(VectorStoreQuery(query_str="revenue", **{name: UNIMPLEMENTED[name]}))
 
 
@@ -464,3 +467,162 @@ def test_the_encoding_memo_is_bounded_in_entries_and_bytes():
     for i, encoded in enumerate(items):
         few.put(text_key("retrieval", "passage", 16, f"text {i}"), encoded)
     assert few.nbytes == 2 * size
+
+
+# -- hybrid, MMR, text search ----------------------------------------------------------------------
+
+# an exact code in one node: the tiny checkpoint's vectors are random, so only the lexical stage finds it reliably
+CODE_TEXTS = ["Quarterly revenue grew in the north region", "Invoice INV-2025-0042 for printer cartridges",
+              "Organisation chart of the sales team", "Travel policy for staff abroad", "Minutes of the board meeting",
+              "Purchase order for toner and paper", "Warehouse stock levels by site", "Credit note for a returned item",
+              "Payment terms and late fees", "Customer list for the west region"]  # fmt: skip
+CODE_QUERY = "inv 2025 0042"  # as a user types it
+
+
+@pytest.fixture
+def code_index(tiny_fp32, tmp_path):
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path)
+    nodes = [TextNode(text=t, id_=f"c{i}") for i, t in enumerate(CODE_TEXTS)]
+    store.add(nodes)
+    yield VectorStoreIndex.from_vector_store(store)
+    store.close()
+
+
+@pytest.mark.parametrize("mode", ["text_search", "sparse"])
+async def test_text_search_and_sparse_find_an_exact_code(code_index, mode):
+    found = code_index.as_retriever(vector_store_query_mode=mode, similarity_top_k=5).retrieve(CODE_QUERY)
+    assert [n.node.node_id for n in found] == ["c1"]  # no other node holds a term of the query
+    assert found[0].score > 0
+    afound = await code_index.as_retriever(vector_store_query_mode=mode).aretrieve(CODE_QUERY)
+    assert [n.node.node_id for n in afound] == ["c1"]
+    store = code_index.vector_store
+    assert store.query(VectorStoreQuery(query_str="the of and", mode=mode)).ids == []  # only stop words
+    by_sparse_top_k = store.query(VectorStoreQuery(query_str="invoice region", mode=mode, sparse_top_k=2))
+    assert len(by_sparse_top_k.ids) == 2 and set(by_sparse_top_k.ids) <= {"c0", "c1", "c9"}  # invoice, region
+
+
+async def test_hybrid_through_the_retriever_finds_an_exact_code_at_rank_1(code_index):
+    retriever = code_index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5, similarity_top_k=4)
+    found = retriever.retrieve(CODE_QUERY)
+    assert found[0].node.node_id == "c1" and len(found) == 4
+    assert [n.node.node_id for n in await retriever.aretrieve(CODE_QUERY)] == [n.node.node_id for n in found]
+    for alpha in (None, 0.0, 0.3):  # up to equal weights: the text list's only hit comes first
+        top = code_index.as_retriever(vector_store_query_mode="hybrid", alpha=alpha).retrieve(CODE_QUERY)
+        assert top[0].node.node_id == "c1", alpha
+    fused = code_index.as_retriever(vector_store_query_mode="hybrid", similarity_top_k=4, hybrid_top_k=2,
+                                    sparse_top_k=5).retrieve(CODE_QUERY)  # fmt: skip
+    assert [n.node.node_id for n in fused][:1] == ["c1"] and len(fused) == 2  # hybrid_top_k: the fused list's size
+
+
+def test_hybrid_fields_map_to_the_store_search(code_index, monkeypatch):
+    from visdoc.store import Fusion
+
+    store = code_index.vector_store
+    calls = []
+    search = store.client.search
+    monkeypatch.setattr(store.client, "search", lambda vectors, **kw: calls.append((vectors, kw)) or search(vectors,
+                                                                                                         **kw))
+    query = VectorStoreQuery(query_str=CODE_QUERY, mode="hybrid", similarity_top_k=3, alpha=0.25, sparse_top_k=7)
+    store.query(query)
+    vectors, options = calls[-1]
+    assert vectors.text == CODE_QUERY and options["mode"] == "hybrid" and options["k"] == 3
+    assert options["lexical_prefetch"] == 7
+    fusion = options["fusion"]  # (1 - alpha, alpha), scaled so the larger is 1
+    assert (fusion.method, fusion.k, fusion.weights) == ("rrf", Fusion().k, (1.0, pytest.approx(1 / 3)))
+    store.query(VectorStoreQuery(query_str=CODE_QUERY, mode="hybrid"), fusion=Fusion("dbsf"))
+    assert calls[-1][1]["fusion"].method == "dbsf" and calls[-1][1]["fusion"].weights == (1.0, 1.0)
+    store.query(VectorStoreQuery(query_str=CODE_QUERY, mode="hybrid"), fusion=Fusion("rrf", k=10, weights=(2.0, 1.0)))
+    assert calls[-1][1]["fusion"] == Fusion("rrf", k=10, weights=(2.0, 1.0))  # its own weights, without alpha
+
+
+def test_alpha_weighs_the_lists_as_llama_index_means_it():
+    from llama_index.vector_stores.visdoc.queries import alpha_weights
+
+    assert alpha_weights(0.5) == (1.0, 1.0)  # the store's measured default
+    assert alpha_weights(1.0) == (0.0, 1.0) and alpha_weights(0.0) == (1.0, 0.0)  # vectors only, text only
+    assert alpha_weights(0.75) == (pytest.approx(1 / 3), 1.0)
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="alpha must be between 0"):
+            alpha_weights(bad)
+
+
+DUPLICATED = [t for t in CODE_TEXTS[:3] for _ in range(4)]  # four copies each of three texts
+
+
+async def test_mmr_through_the_retriever_returns_fewer_duplicates(tiny_fp32, tmp_path):
+    store = VisdocVectorStore(tiny_fp32, data_dir=tmp_path, task="text-matching")
+    store.add([TextNode(text=t, id_=f"d{i}") for i, t in enumerate(DUPLICATED)])
+    index = VectorStoreIndex.from_vector_store(store)
+
+    def texts(found) -> list[str]:  # noqa: ANN001
+        return [n.node.get_content() for n in found]
+
+    def repeats(found) -> int:  # noqa: ANN001
+        return len(found) - len(set(texts(found)))
+
+    similar = index.as_retriever(similarity_top_k=4).retrieve(CODE_TEXTS[1])
+    assert repeats(similar) == 3  # the four copies of the text asked for
+    diverse = index.as_retriever(vector_store_query_mode="mmr", similarity_top_k=4,
+                                 vector_store_kwargs={"mmr_threshold": 0.3}).retrieve(CODE_TEXTS[1])  # fmt: skip
+    assert texts(diverse)[0] == CODE_TEXTS[1] and repeats(diverse) < repeats(similar)
+    retriever = index.as_retriever(vector_store_query_mode="mmr", similarity_top_k=4,
+                                   vector_store_kwargs={"mmr_threshold": 0.3})  # fmt: skip
+    adiverse = await retriever.aretrieve(CODE_TEXTS[1])
+    assert texts(adiverse) == texts(diverse)
+    field = store.query(VectorStoreQuery(query_str=CODE_TEXTS[1], mode="mmr", similarity_top_k=4, mmr_threshold=0.3),
+                        mmr_prefetch_k=12)  # fmt: skip
+    assert [n.get_content() for n in field.nodes] == texts(diverse)
+    relevance_only = index.as_retriever(vector_store_query_mode="mmr", similarity_top_k=4,
+                                        vector_store_kwargs={"mmr_threshold": 1.0}).retrieve(CODE_TEXTS[1])  # fmt: skip
+    assert repeats(relevance_only) == 3
+    default = index.as_retriever(vector_store_query_mode="mmr", similarity_top_k=4).retrieve(CODE_TEXTS[1])
+    assert len(default) == 4  # mmr_threshold 0.5 when not given
+    store.close()
+
+
+def test_mmr_options_map_to_the_store_search(text_store, monkeypatch):
+    calls = []
+    search = text_store.client.search
+    monkeypatch.setattr(text_store.client, "search", lambda vectors, **kw: calls.append(kw) or search(vectors, **kw))
+    text_store.query(VectorStoreQuery(query_str="revenue", mode="mmr", similarity_top_k=3), mmr_prefetch_factor=2.5)
+    assert calls[-1]["mode"] == "mmr" and calls[-1]["mmr_lambda"] == 0.5 and calls[-1]["mmr_candidates"] == 8
+    text_store.query(VectorStoreQuery(query_str="revenue", mode="mmr", mmr_threshold=0.2), mmr_prefetch_k=9)
+    assert calls[-1]["mmr_lambda"] == 0.2 and calls[-1]["mmr_candidates"] == 9
+
+
+MISFITS = [  # (mode, VectorStoreQuery fields, query keywords, error, message)
+    ("default", {"alpha": 0.5}, {}, ValueError, r"VectorStoreQuery.alpha in mode 'default'.*applies in mode 'hybrid'"),
+    ("mmr", {"alpha": 0.5}, {}, ValueError, r"VectorStoreQuery.alpha in mode 'mmr'"),
+    ("hybrid", {"mmr_threshold": 0.5}, {}, ValueError, r"VectorStoreQuery.mmr_threshold in mode 'hybrid'.*'mmr'"),
+    ("text_search", {"alpha": 0.5}, {}, ValueError, r"VectorStoreQuery.alpha in mode 'text_search'"),
+    ("sparse", {"hybrid_top_k": 3}, {}, ValueError, r"VectorStoreQuery.hybrid_top_k in mode 'sparse'"),
+    ("hybrid", {"output_fields": ["text"]}, {}, ValueError, r"output_fields .*does not implement it"),
+    ("default", {}, {"mmr_threshold": 0.3}, TypeError, r"does not take \['mmr_threshold'\] in mode 'default'"),
+    ("hybrid", {}, {"mmr_prefetch_k": 9}, TypeError, r"does not take \['mmr_prefetch_k'\] in mode 'hybrid'"),
+    ("mmr", {}, {"fusion": None}, TypeError, r"does not take \['fusion'\] in mode 'mmr'"),
+    ("hybrid", {"alpha": 1.5}, {}, ValueError, "alpha must be between 0"),
+    ("hybrid", {"sparse_top_k": -1}, {}, ValueError, "sparse_top_k must be a whole number"),
+    ("hybrid", {}, {"fusion": "rrf"}, TypeError, "fusion must be a visdoc.store.Fusion"),
+    ("mmr", {"mmr_threshold": 2}, {}, ValueError, "mmr_threshold must be between 0"),
+    ("mmr", {"mmr_threshold": 0.2}, {"mmr_threshold": 0.4}, ValueError, "mmr_threshold given twice"),
+    ("mmr", {}, {"mmr_prefetch_k": 9, "mmr_prefetch_factor": 2}, ValueError, "not both"),
+    ("mmr", {}, {"mmr_prefetch_factor": 0}, ValueError, "mmr_prefetch_factor must be a number above 0"),
+]
+
+
+@pytest.mark.parametrize(("mode", "fields", "options", "error", "message"), MISFITS,
+                         ids=[f"{m[0]}-{'-'.join([*m[1], *m[2]])}" for m in MISFITS])  # fmt: skip
+def test_fields_and_options_that_do_not_fit_the_mode_are_refused_by_name(text_store, mode, fields, options, error,
+                                                                         message):  # fmt: skip
+    with pytest.raises(error, match=message):
+        text_store.query(VectorStoreQuery(query_str="revenue", mode=mode, **fields), **options)
+
+
+def test_alpha_and_fusion_weights_or_dbsf_are_refused_together(text_store):
+    from visdoc.store import Fusion
+
+    query = VectorStoreQuery(query_str="revenue", mode="hybrid", alpha=0.3)
+    with pytest.raises(ValueError, match="alpha or the fusion's weights, not both"):
+        text_store.query(query, fusion=Fusion(weights=(2.0, 1.0)))
+    with pytest.raises(ValueError, match="DBSF fusion takes no weights"):
+        text_store.query(query, fusion=Fusion("dbsf"))

@@ -222,6 +222,91 @@ def test_search_results_filters_and_collections(client):
     assert missing.status_code == 404 and "does not exist" in missing.json()["detail"]
 
 
+MODES = ["rerank", "hybrid", "lexical", "mmr", "dense", "multivector"]
+LOGISTICS = ("annual-report.pdf", 0)  # the one page whose text says "cold-chain logistics"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_search_answers_every_mode(client, mode):
+    results = hits(client, "cold-chain logistics", k=10, mode=mode)
+    assert results and all(set(h) >= {"id", "score", "snippet", "snippet_parts", "thumb_url"} for h in results)
+    found = [(h["file_name"], h["page"]) for h in results]
+    if mode == "lexical":
+        assert found == [LOGISTICS]  # no other page holds a term of the query
+    elif mode == "hybrid":
+        assert found[0] == LOGISTICS  # in both lists: it outranks each list's other pages
+    else:
+        assert LOGISTICS in found  # the vectors of the tiny checkpoint are random: anywhere
+    if mode != "mmr":
+        assert [h["score"] for h in results] == sorted((h["score"] for h in results), reverse=True)
+    report = next(h for h in results if (h["file_name"], h["page"]) == LOGISTICS)
+    assert {p["text"].lower() for p in report["snippet_parts"] if p["match"]} >= {"logistics", "cold", "chain"}
+
+
+def test_lexical_matches_are_marked_in_the_snippet_parts(client):
+    from visdoc import lexical
+
+    query = "Quarterly REVENUE growth"
+    for hit in hits(client, query, k=10, mode="hybrid"):
+        parts = hit["snippet_parts"]
+        assert "".join(p["text"] for p in parts) == hit["snippet"]  # the parts are the snippet, cut up
+        marked = [p["text"] for p in parts if p["match"]]
+        assert all(set(lexical.terms(word)) & set(lexical.terms(query)) for word in marked)
+        unmarked = " ".join(p["text"] for p in parts if not p["match"])
+        assert not set(lexical.terms(unmarked)) & set(lexical.terms(query))  # every match is marked
+        if hit["file_name"] == "annual-report.pdf" and hit["page"] == 1:
+            assert {"Quarterly", "revenue", "growth"} <= set(marked)
+    assert all(not p["match"] for h in hits(client, "the of and", k=5) for p in h["snippet_parts"])  # stop words
+
+
+def test_unknown_modes_and_queries_the_lexical_stage_refuses_get_422(client):
+    url, many = "/ui/api/collections/docs/search", " ".join(f"w{i}" for i in range(300))
+    response = client.post(url, json={"query": "x", "mode": "sparse"}, headers=AUTH)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "mode"] and "unknown search mode 'sparse'" in error["msg"]
+    assert "rerank, dense, multivector, lexical, hybrid, mmr" in error["msg"]
+    for mode in ("lexical", "hybrid"):
+        response = client.post(url, json={"query": many, "mode": mode}, headers=AUTH)
+        assert response.status_code == 422 and "300 distinct terms" in response.json()["detail"]
+    assert hits(client, "the of and", mode="lexical") == []  # only stop words: no lexical match
+    assert len(hits(client, "the of and", mode="hybrid", k=3)) == 3  # hybrid runs as rerank
+
+
+def test_snippets_centre_on_and_mark_words_sharing_a_lexical_term_with_the_query():
+    from visdoc.server.results import snippet_parts
+
+    def marked(text: str, query: str) -> list[str]:
+        return [p["text"] for p in snippet_parts(text, query) if p["match"]]
+
+    assert marked("Invoice INV-2025-0042, due 2025-03-01", "inv 2025 0042") == ["INV", "2025", "0042", "2025"]
+    assert marked("Le CAFÉ et le cafe\u0301 crème", "cafe") == ["CAFÉ", "cafe\u0301"]  # folded, NFD included
+    assert marked("ＩＮＶ-2025 ﬁle", "inv file") == ["ＩＮＶ", "ﬁle"]  # NFKC: full-width and ligatures
+    assert marked("東京都庁の予算 2025年度", "東京 2025") == ["東京", "2025"]  # CJK by character pair
+    assert marked("Москва и Αθήνα", "москва αθηνα") == ["Москва", "Αθήνα"]
+    assert marked("the and of", "the") == [] and marked("no match here", "") == []
+    text = "filler words " * 400 + "the part ZX-4471-Q ships " + "more filler " * 400
+    parts = snippet_parts(text, "zx 4471 q")
+    assert parts[0] == {"text": "…", "match": False} and parts[-1] == {"text": "…", "match": False}
+    assert [p["text"] for p in parts if p["match"]] == ["ZX", "4471", "Q"]
+    assert len("".join(p["text"] for p in parts)) <= 222
+    huge = "word " * 200_000 + "INV-2025-0042"  # 1 MB of text: the window falls back to a plain find
+    tail = snippet_parts(huge, "inv 2025 0042")
+    assert [p["text"] for p in tail if p["match"]] == ["INV", "2025", "0042"]
+
+
+def test_the_page_offers_the_modes_and_builds_marks_without_html():
+    from visdoc.store import SEARCH_MODES
+
+    static = FIXTURE.parents[2] / "connectors" / "visdoc" / "server" / "static"
+    html, script = (static / "index.html").read_text(), (static / "app.js").read_text()
+    import re
+
+    offered = re.findall(r'<option value="(\w+)"', html.split('id="mode"')[1].split("</select>")[0])
+    assert offered == ["rerank", "hybrid", "lexical", "mmr", "dense"] and set(offered) <= set(SEARCH_MODES)
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "snippet_parts" in script
+
+
 def test_documents_listing_is_capped_and_says_so(client, monkeypatch):
     from visdoc.server import listing as library
 

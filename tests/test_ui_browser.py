@@ -200,3 +200,19 @@ def test_images_load_again_after_the_session_cookie_is_lost(page):
     search(page, QUERY)
     wait_until(page, "[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
     assert all("&retry=" in src for src in page.locator(".card img").evaluate_all("l => l.map(i => i.src)"))
+
+
+def test_the_mode_switch_searches_in_that_mode_and_marks_the_matching_words(page):
+    page.select_option("#mode", "lexical")
+    search(page, "cold-chain logistics")
+    wait_until(page, "document.querySelectorAll('.card').length === 1")  # the one page holding the words
+    marks = page.locator(".card .snippet mark").all_text_contents()
+    assert {"cold", "chain", "logistics"} <= {m.lower() for m in marks}
+    assert "mode=lexical" in page.url
+    page.goto("/ui/?q=cold-chain+logistics&mode=hybrid")  # a shared link keeps the mode
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert page.locator("#mode").input_value() == "hybrid"
+    wait_until(page, "document.querySelectorAll('.card').length > 1")  # every page (others' uploads included)
+    assert "logistics" in page.locator(".card").first.locator(".snippet mark").all_text_contents()
+    page.select_option("#mode", "rerank")  # changing the mode searches again
+    wait_until(page, "!location.search.includes('mode=') && document.querySelectorAll('.card').length > 1")

@@ -3,7 +3,8 @@ store on Qdrant, a retriever and a PDF page loader. Importing it does not import
 
 from .document_loaders import VisdocPDFLoader
 from .embeddings import JinaV4Embeddings
+from .modes import RetrievalMode
 from .retrievers import VisdocRetriever
 from .vectorstores import VisdocVectorStore
 
-__all__ = ["JinaV4Embeddings", "VisdocPDFLoader", "VisdocRetriever", "VisdocVectorStore"]
+__all__ = ["JinaV4Embeddings", "RetrievalMode", "VisdocPDFLoader", "VisdocRetriever", "VisdocVectorStore"]

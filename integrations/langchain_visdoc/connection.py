@@ -16,13 +16,15 @@ DEFAULT_COLLECTION = "langchain"
 MEMORY = ":memory:"
 # qdrant-client arguments visdoc's server store does not take itself: with any of them the client is built here
 CLIENT_ARGUMENTS = ("location", "host", "port", "grpc_port", "https", "prefix")
-_SPARSE = "visdoc searches by dense prefetch and multivector MaxSim rerank; sparse/hybrid retrieval is not available"
+_SPARSE = (
+    "visdoc computes each page's and chunk's lexical (BM25) vector itself, from its text, and stores it in its own "
+    "sparse vector (IDF in the engine); choose retrieval_mode='sparse' or 'hybrid' to search with it"
+)
 _LAYOUT = "visdoc lays out its collections itself (a dense vector, cosine, and a multivector, MaxSim)"
 _PAYLOAD = "visdoc's payload layout is fixed (documents come back with their text, metadata and id)"
 _CHECKED = "visdoc always checks an existing collection against the model (size, model, task)"
 REFUSED = {
     "force_recreate": "an existing collection is reused; delete its documents or choose another collection",
-    "retrieval_mode": _SPARSE,
     "sparse_embedding": _SPARSE,
     "sparse_vector_name": _SPARSE,
     "sparse_vector_params": _SPARSE,

@@ -12,10 +12,12 @@ from .vectorstores import VisdocVectorStore
 
 
 class VisdocRetriever(BaseRetriever):
-    """Top ``k`` pages for a query: dense (and pooled) prefetch, then MaxSim rerank.
+    """Top ``k`` pages for a query, searched as the store's ``retrieval_mode`` says (by default
+    dense and pooled prefetch, then MaxSim rerank).
 
-    ``filter`` is a dict of metadata equalities; ``k`` and ``filter`` may also be passed to
-    ``invoke``. ``VisdocVectorStore.as_retriever()`` gives the same results.
+    ``filter`` is a dict of metadata equalities; ``k``, ``filter`` and the store's search options
+    (``mode``, ``prefetch`` ...) may also be passed to ``invoke``. ``VisdocVectorStore.as_retriever()``
+    gives the same results, and ``as_retriever(search_type="mmr")`` diverse ones.
     """
 
     vectorstore: VisdocVectorStore

@@ -1,4 +1,5 @@
-"""A LangChain vector store on visdoc: dense prefetch + multivector MaxSim rerank in Qdrant."""
+"""A LangChain vector store on visdoc: dense prefetch + multivector MaxSim rerank in Qdrant, lexical
+(BM25) and hybrid retrieval, and maximal marginal relevance (MMR)."""
 
 from __future__ import annotations
 
@@ -28,36 +29,48 @@ from visdoc.store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
 from .connection import connection_options
 from .embeddings import JinaV4Embeddings
+from .modes import RetrievalMode, hybrid_fusion, relevance, scored_mode, store_mode
+from .modes import retrieval_mode as as_retrieval_mode
 
-SEARCH_OPTIONS = ("mode", "prefetch", "pooled_prefetch")  # search keyword arguments besides k and filter
-MMR_NOT_YET = (
-    "maximal marginal relevance (MMR) search is not available yet in visdoc's VisdocVectorStore: use "
-    'similarity_search (for a retriever: as_retriever(search_type="similarity"), the default)'
+# search keyword arguments besides k and filter (hybrid_fusion: langchain-qdrant's name for fusion)
+SEARCH_OPTIONS = ("mode", "prefetch", "pooled_prefetch", "lexical_prefetch", "fusion", "hybrid_fusion")
+MMR_BY_VECTOR = (
+    "VisdocVectorStore cannot run maximal marginal relevance (MMR) from a bare vector: it ranks the candidates by "
+    "the query's multivector (MaxSim), computed from the query text; use max_marginal_relevance_search(query)"
 )
 
 if TYPE_CHECKING:
     from visdoc.ingest import IngestReport
-    from visdoc.store import Hit, PageFilter, Store
+    from visdoc.store import Fusion, Hit, PageFilter, Store
 
 
 class VisdocVectorStore(VectorStore):
     """Pages and texts in a visdoc collection (embedded Qdrant engine, or a server with ``url``).
 
-    Every item is stored with a dense and a late-interaction multivector from one forward pass;
-    search prefetches candidates with the dense vector (and pooled token centroids) and reranks
-    them by exact MaxSim. Documents added with an ``image_path`` in their metadata (as
-    :class:`~langchain_visdoc.VisdocPDFLoader` yields) are embedded from the page image, with
-    their text kept as ``page_content``. ``filter`` arguments are dicts of metadata equalities
-    (a list value matches any of its items).
+    Every item is stored with a dense and a late-interaction multivector from one forward pass,
+    and a lexical (BM25) vector of its text that visdoc computes itself. ``retrieval_mode`` (as
+    langchain-qdrant's ``RetrievalMode``: the enum, this package's :class:`RetrievalMode`, or
+    ``"dense"``/``"sparse"``/``"hybrid"``) picks the search: ``dense`` (the default) prefetches
+    candidates with the dense vector (and pooled token centroids) and reranks them by exact MaxSim
+    (visdoc's ``rerank``); ``sparse`` ranks by BM25 of the query's words against the stored text
+    (``lexical``: exact codes and names); ``hybrid`` fuses both lists (``fusion``, a
+    :class:`visdoc.store.Fusion`; default the store's, RRF with equal weights). A search call's
+    ``mode=`` takes any visdoc mode (``rerank``, ``dense``, ``multivector``, ``lexical``,
+    ``hybrid``, ``mmr``) for that call. :meth:`max_marginal_relevance_search`
+    (``search_type="mmr"``) picks diverse pages among the ``fetch_k`` best by MaxSim. Documents
+    added with an ``image_path`` in their metadata (as :class:`~langchain_visdoc.VisdocPDFLoader`
+    yields) are embedded from the page image, with their text kept as ``page_content``. ``filter``
+    arguments are dicts of metadata equalities (a list value matches any of its items).
 
     Where the collection lives: ``data_dir`` (visdoc's embedded engine, the default), ``url`` and
     ``api_key`` (a Qdrant server) or ``client`` (any ``QdrantClient``). langchain-qdrant's
     arguments mean the same here (see :mod:`langchain_visdoc.connection`): ``location=":memory:"``
     (in memory, for the store's lifetime), ``location``/``url`` (a server), ``path`` (an embedded
     collection's folder, in qdrant-edge's format), ``collection_name``, ``host``, ``port``,
-    ``prefer_grpc`` ...; the ones visdoc does not implement (``force_recreate``, ``retrieval_mode``,
-    ``vector_name``, ``distance`` ...) are refused. Maximal marginal relevance (MMR) search and
-    search by a bare vector are not available yet: they raise ``NotImplementedError`` saying so.
+    ``prefer_grpc``, ``retrieval_mode`` ...; the ones visdoc does not implement (``force_recreate``,
+    ``sparse_embedding``, ``vector_name``, ``distance`` ...) are refused. Search by a bare vector
+    (``similarity_search_by_vector``, ``max_marginal_relevance_search_by_vector``) raises
+    ``NotImplementedError``: the store needs the query text.
     """
 
     def __init__(
@@ -72,12 +85,18 @@ class VisdocVectorStore(VectorStore):
         store: Store | None = None,
         prefetch: int = DEFAULT_PREFETCH,
         pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
+        retrieval_mode: RetrievalMode | str = RetrievalMode.DENSE,
+        lexical_prefetch: int | None = None,
+        fusion: Fusion | None = None,
         **server_options: Any,
     ) -> None:
         if not isinstance(embedding, JinaV4Embeddings):
             raise TypeError("VisdocVectorStore needs a JinaV4Embeddings (it stores multivectors too)")
         self.embedding = embedding
         self.prefetch, self.pooled_prefetch = prefetch, pooled_prefetch
+        self.retrieval_mode = as_retrieval_mode(retrieval_mode)
+        self.lexical_prefetch = lexical_prefetch  # None: the store's default
+        self.fusion = hybrid_fusion(fusion) if fusion is not None else None
         self._store = store
         self._open, self._own_client = connection_options(
             dict(collection=collection, data_dir=data_dir, url=url, api_key=api_key, client=client, **server_options)
@@ -204,23 +223,63 @@ class VisdocVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: dict[str, Any] | PageFilter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Documents with their MaxSim scores (sum over query tokens of the best page-token cosine)."""
+        """Documents with their scores: MaxSim (sum over query tokens of the best page-token cosine) in
+        the default ``dense`` retrieval mode, BM25 in ``sparse``, the fused score in ``hybrid``.
+
+        ``kwargs``: ``mode`` (a visdoc search mode for this call), ``prefetch``,
+        ``pooled_prefetch``, ``lexical_prefetch``, ``fusion`` (or langchain-qdrant's
+        ``hybrid_fusion``)."""
         return [(self._document(hit), hit.score) for hit in self._search(query, k, filter, **kwargs)[0]]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Relevance in [0, 1]: the MaxSim score per query token, mapped from [-1, 1]."""
-        hits, tokens = self._search(query, k, kwargs.pop("filter", None), **kwargs)
-        return [(self._document(hit), (hit.score / tokens + 1) / 2) for hit in hits]
+        """Relevance in [0, 1] in every mode (see :func:`langchain_visdoc.modes.relevance`): the MaxSim
+        score per query token mapped from [-1, 1]; BM25 as ``s / (s + 1)``; a fused score over its
+        largest possible value."""
+        hits, scored, tokens, fusion = self._search(query, k, kwargs.pop("filter", None), **kwargs)
+        return [(self._document(hit), relevance(hit.score, scored, tokens=tokens, fusion=fusion)) for hit in hits]
 
-    def _search(self, query: str, k: int, filter: Any, **kwargs: Any) -> tuple[list[Hit], int]:
-        from visdoc.store import PageFilter, QueryVectors
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: dict[str, Any] | PageFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """``k`` documents chosen for relevance and diversity among the ``fetch_k`` best by MaxSim
+        (dense and pooled prefetch, MaxSim rerank), by the engine's MMR: each next document maximises
+        ``lambda_mult * relevance - (1 - lambda_mult) * similarity to those already chosen`` (1:
+        relevance only, 0: diversity only), as LangChain's ``lambda_mult``. ``kwargs``: ``prefetch``,
+        ``pooled_prefetch``. The retrieval mode does not apply: MMR always works on the MaxSim
+        candidates."""
+        for name in ("mode", "lexical_prefetch", "fusion", "hybrid_fusion"):
+            if name in kwargs:
+                raise TypeError(f"max_marginal_relevance_search does not take {name}=: it selects among the "
+                                "fetch_k best by MaxSim (dense and pooled prefetch, MaxSim rerank)")  # fmt: skip
+        mmr = {"mode": "mmr", "mmr_candidates": fetch_k, "mmr_lambda": lambda_mult}
+        return [self._document(hit) for hit in self._search(query, k, filter, _mmr=mmr, **kwargs)[0]]
+
+    def _search(
+        self, query: str, k: int, filter: Any, _mmr: dict[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[list[Hit], str, int, Fusion]:
+        """The hits, the mode that scored them, the query's token count and the fusion used."""
+        from visdoc.store import Fusion, PageFilter, QueryVectors
 
         unknown = sorted(set(kwargs) - set(SEARCH_OPTIONS))
         if unknown:
             raise TypeError(f"VisdocVectorStore search does not take {unknown}; its options are k, filter and "
                             f"{', '.join(SEARCH_OPTIONS)}")  # fmt: skip
+        if "fusion" in kwargs and "hybrid_fusion" in kwargs:
+            raise TypeError("give fusion= or hybrid_fusion=, not both")
+        given = kwargs.get("fusion", kwargs.get("hybrid_fusion"))
+        fusion = hybrid_fusion(given) if given is not None else self.fusion or Fusion()
+        options = _mmr or {"mode": kwargs.get("mode") or store_mode(self.retrieval_mode)}
+        lexical_prefetch = kwargs.get("lexical_prefetch", self.lexical_prefetch)
+        if lexical_prefetch is not None:
+            options["lexical_prefetch"] = lexical_prefetch
         model, task = self.embedding.model, self.embedding.task
         with self._lock:
             store = self.store
@@ -231,14 +290,16 @@ class VisdocVectorStore(VectorStore):
                 else PageFilter(fields=metadata_filter(filter))
             )
             hits = store.search(
-                QueryVectors(result.dense[0], result.multivector[0]),
+                QueryVectors(result.dense[0], result.multivector[0], text=query),
                 k=k,
-                mode=kwargs.get("mode", "rerank"),
                 prefetch=kwargs.get("prefetch", self.prefetch),
                 pooled_prefetch=kwargs.get("pooled_prefetch", self.pooled_prefetch),
                 where=where,
+                fusion=fusion,
+                **options,
             )
-        return hits, len(result.multivector[0])
+            scored = scored_mode(store, options["mode"], query, lexical_prefetch)
+        return hits, scored, len(result.multivector[0]), fusion
 
     def similarity_search_by_vector(self, embedding: list[float], k: int = 4, **kwargs: Any) -> list[Document]:
         raise NotImplementedError(
@@ -246,13 +307,9 @@ class VisdocVectorStore(VectorStore):
             "computed from the query text; use similarity_search(query)"
         )
 
-    def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5,
-                                      **kwargs: Any) -> list[Document]:  # fmt: skip
-        raise NotImplementedError(MMR_NOT_YET)
-
     def max_marginal_relevance_search_by_vector(self, embedding: list[float], k: int = 4, fetch_k: int = 20,
                                                 lambda_mult: float = 0.5, **kwargs: Any) -> list[Document]:  # fmt: skip
-        raise NotImplementedError(MMR_NOT_YET)
+        raise NotImplementedError(MMR_BY_VECTOR)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         if ids is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -22,7 +23,8 @@ class Queries:
         self._queries: OrderedDict[tuple, tuple[QueryVectors, list[str]]] = OrderedDict()
 
     def vectors(self, store: Store, query: str) -> tuple[QueryVectors, list[str]]:
-        """The query's embedding for ``store``'s collection and its token labels (cached)."""
+        """The query's embedding for ``store``'s collection, with its text for the lexical stage, and
+        its token labels (cached)."""
         from ..search import embed_query
 
         key = (store.spec.dim, store.spec.task, query)
@@ -30,7 +32,7 @@ class Queries:
             if key in self._queries:
                 self._queries.move_to_end(key)
                 return self._queries[key]
-        vectors = embed_query(self.model, query, store)
+        vectors = dataclasses.replace(embed_query(self.model, query, store), text=query)
         entry = (vectors, token_labels(self.model, query, len(vectors.multivector)))
         with self._lock:
             self._queries[key] = entry

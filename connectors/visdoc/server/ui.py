@@ -19,14 +19,14 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .jobs import UPLOAD_SUFFIXES, Jobs
 from .library import Library
@@ -74,7 +74,16 @@ class SearchBody(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
     k: int = Field(12, ge=1, le=50)
     documents: list[str] = Field(default_factory=list, max_length=200)
-    mode: Literal["rerank", "dense", "multivector"] = "rerank"
+    mode: str = "rerank"  # one of visdoc.store.SEARCH_MODES
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, mode: str) -> str:
+        from ..store import SEARCH_MODES
+
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {mode[:40]!r}: use one of {', '.join(SEARCH_MODES)}")
+        return mode
 
 
 def _asset(name: str) -> bytes:

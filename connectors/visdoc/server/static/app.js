@@ -7,11 +7,13 @@
   const $ = (id) => document.getElementById(id);
   const KEY_STORAGE = "visdoc-key";
   const NEW_COLLECTION = "\u0000new";
+  const MODES = ["rerank", "hybrid", "lexical", "mmr", "dense"];
   const state = {
     key: null,
     config: null,
     collection: "",
     query: "",
+    mode: "rerank",
     results: [],
     heat: null,
     selectedToken: -1,
@@ -167,6 +169,7 @@
     const params = new URLSearchParams();
     if (state.collection) params.set("collection", state.collection);
     if (state.query) params.set("q", state.query);
+    if (state.mode !== "rerank") params.set("mode", state.mode);
     history.replaceState(null, "", location.pathname + "?" + params.toString());
   }
 
@@ -175,6 +178,7 @@
     const query = $("query").value.trim();
     if (!query) return;
     state.query = query;
+    state.mode = $("mode").value;
     rememberInUrl();
     const documentId = $("document").value;
     setStatus("Searching…");
@@ -182,7 +186,7 @@
       const data = await api(collectionPath() + "/search", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ query, k: 24, documents: documentId ? [documentId] : [] }),
+        body: JSON.stringify({ query, k: 24, documents: documentId ? [documentId] : [], mode: state.mode }),
       });
       state.results = data.results;
       renderResults();
@@ -196,17 +200,11 @@
     }
   }
 
-  function highlighted(text, query) {
-    // text with the query's words in <mark>, built from text nodes only
+  function highlighted(parts) {
+    // the snippet with the words the server found matching the query's lexical terms in <mark>,
+    // built from text nodes only
     const fragment = document.createDocumentFragment();
-    const words = (query.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || []).map((w) =>
-      w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-    if (!words.length) {
-      fragment.append(text);
-      return fragment;
-    }
-    const pattern = new RegExp("(" + words.join("|") + ")", "giu");
-    text.split(pattern).forEach((part, i) => fragment.append(i % 2 ? element("mark", null, part) : part));
+    for (const part of parts) fragment.append(part.match ? element("mark", null, part.text) : part.text);
     return fragment;
   }
 
@@ -235,7 +233,7 @@
       meta.append(element("span", "score", hit.score.toFixed(3)));
       meta.title = hit.source;
       const snippet = element("p", hit.snippet ? "snippet" : "snippet none");
-      snippet.append(hit.snippet ? highlighted(hit.snippet, state.query) : "no text layer");
+      snippet.append(hit.snippet ? highlighted(hit.snippet_parts) : "no text layer");
       card.append(thumb, meta, snippet);
       card.addEventListener("click", () => openViewer(hit));
       card.addEventListener("keydown", (e) => {
@@ -275,7 +273,7 @@
       link.href = hit.file_url;
       link.textContent = hit.file_url.includes("#page=") ? `Open the PDF at page ${hit.page + 1}` : "Open the file";
     }
-    $("page-text").textContent = hit.snippet || "";
+    $("page-text").replaceChildren(highlighted(hit.snippet_parts || []));
     $("tokens").replaceChildren();
     $("heat-status").textContent = "";
     const canvas = $("heatmap");
@@ -525,6 +523,11 @@
     $("search-form").addEventListener("submit", runSearch);
     $("collection").addEventListener("change", () => changeCollection().catch((e) => setStatus(e.message, true)));
     $("document").addEventListener("change", () => state.query && runSearch());
+    $("mode").addEventListener("change", () => {
+      state.mode = $("mode").value;
+      if (state.query) runSearch();
+      else rememberInUrl();
+    });
     $("key-button").addEventListener("click", async () => {
       if (askKey()) {
         await openSession();
@@ -565,6 +568,7 @@
       await openSession();
       const mb = Math.round(state.config.max_upload_bytes / 2 ** 20);
       $("upload-hint").textContent = `up to ${mb} MB each; they are embedded by ${state.config.model}`;
+      if (MODES.includes(params.get("mode"))) $("mode").value = state.mode = params.get("mode");
       await loadCollections(params.get("collection") || state.config.collection);
       const documents = await loadDocuments();
       const query = params.get("q");

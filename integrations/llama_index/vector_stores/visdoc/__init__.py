@@ -1,4 +1,5 @@
-"""LlamaIndex vector store on visdoc: late-interaction search (dense/pooled prefetch + MaxSim) in Qdrant."""
+"""LlamaIndex vector store on visdoc: late-interaction search (dense/pooled prefetch + MaxSim), BM25, hybrid and
+MMR in Qdrant."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from visdoc.points import PAGE_IMAGE, REF_DOC_ID, TEXT_CHUNK, framework_points, 
 from visdoc.store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 
 from .nodes import image_input, payload, to_node
-from .queries import check_query, page_filter
+from .queries import page_filter, search_options
 
 if TYPE_CHECKING:
     from visdoc.encoder import EncodedItem, Encoder
@@ -56,9 +57,13 @@ class VisdocVectorStore(BasePydanticVectorStore):
     no embedding model (LlamaIndex would otherwise pick OpenAI's); an embedding model the user
     set is never replaced.
 
-    Queries: the ``default`` mode only (other modes, ``alpha``, ``mmr_threshold``,
-    ``sparse_top_k``, ``hybrid_top_k``, and a ``query_embedding`` without a query string are
-    refused, not ignored; a ``query_embedding`` next to a query string is not used). Metadata
+    Queries (``vector_store_query_mode``): ``default`` (dense and pooled prefetch, exact MaxSim
+    rerank); ``hybrid`` (BM25 of the stored text fused with it; ``alpha`` 1 = vectors only, 0 =
+    text only, ``sparse_top_k`` BM25 candidates, ``hybrid_top_k`` results); ``mmr`` (diverse nodes
+    among the MaxSim candidates; ``mmr_threshold`` 1 = relevance only, 0 = diversity only);
+    ``text_search`` and ``sparse`` (BM25 of the stored text, which visdoc indexes itself). Other
+    modes, fields that do not apply to the chosen mode, and a ``query_embedding`` without a query
+    string are refused, not ignored (a ``query_embedding`` next to a query string is not used). Metadata
     filters support ``EQ`` and ``IN`` combined with ``AND``; ``doc_ids`` and ``node_ids``
     restrict the search (an empty list does not). ``delete(ref_doc_id)`` removes a document's
     nodes. The collection lives in ``data_dir`` (embedded Qdrant engine) or on a Qdrant server
@@ -226,20 +231,24 @@ class VisdocVectorStore(BasePydanticVectorStore):
         return [to_node(r) for r in records]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Top ``similarity_top_k`` nodes for ``query.query_str`` (``kwargs``: ``prefetch``, ``pooled_prefetch``)."""
+        """Top ``similarity_top_k`` nodes for ``query.query_str`` in ``query.mode`` (``default``: MaxSim
+        rerank; ``hybrid``; ``mmr``; ``text_search``/``sparse``: BM25; see
+        :func:`~llama_index.vector_stores.visdoc.queries.search_options`). ``kwargs`` (a retriever's
+        ``vector_store_kwargs``): ``prefetch``, ``pooled_prefetch``; in ``hybrid`` ``fusion``; in
+        ``mmr`` ``mmr_threshold``, ``mmr_prefetch_k``, ``mmr_prefetch_factor``."""
         from visdoc.store import QueryVectors
 
-        check_query(query, kwargs)
+        plan = search_options(query, kwargs)
         with self._lock:
             spec = self.client.spec
             result = self.model.encode_texts([query.query_str], task=spec.task, prompt_name="query", dim=spec.dim,
                                              multivector=True)  # fmt: skip
             hits = self.client.search(
-                QueryVectors(result.dense[0], result.multivector[0]),
-                k=query.similarity_top_k,
+                QueryVectors(result.dense[0], result.multivector[0], text=query.query_str),
                 prefetch=kwargs.get("prefetch", self.prefetch),
                 pooled_prefetch=kwargs.get("pooled_prefetch", self.pooled_prefetch),
                 where=page_filter(query.filters, query.doc_ids, query.node_ids),
+                **plan,
             )
         nodes = [to_node(h) for h in hits]
         return VectorStoreQueryResult(nodes=nodes, similarities=[h.score for h in hits], ids=[n.node_id for n in nodes])
