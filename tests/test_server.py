@@ -73,7 +73,7 @@ def b64(path) -> str:
 
 def test_responses_equal_in_process_encoding(server, tiny_fp32):
     texts = ["Which quarter had the highest revenue?", "Invoices and receipts"]
-    body = {"model": "jina-embeddings-v4", "input": texts, "task": "retrieval.query", "return_multivector": True}
+    body = {"model": FIXTURE.name, "input": texts, "task": "retrieval.query", "return_multivector": True}
     data = post(server, body).json()["data"]
     local = tiny_fp32.encode_texts(texts, prompt_name="query", multivector=True)
     np.testing.assert_allclose([d["embedding"] for d in data], local.dense, atol=1e-5)
@@ -88,7 +88,7 @@ def test_responses_equal_in_process_encoding(server, tiny_fp32):
 
 
 def test_openai_request_shape(server, tiny_fp32):
-    reply = post(server, {"model": "text-embedding-3-small", "input": "hello", "encoding_format": "float"}).json()
+    reply = post(server, {"model": FIXTURE.name, "input": "hello", "encoding_format": "float"}).json()
     assert (
         reply["object"] == "list" and reply["data"][0]["object"] == "embedding" and reply["usage"]["total_tokens"] > 0
     )
@@ -272,3 +272,17 @@ def test_framework_stores_work_through_the_server(server, tmp_path):
     llama.add([TextNode(text="quarterly revenue", id_="r"), TextNode(text="printer cartridge", id_="p")])
     assert llama.query(VectorStoreQuery(query_str="quarterly revenue", similarity_top_k=1)).ids == ["r"]
     llama.close()
+
+
+def test_limit_answers_carry_the_openai_error_shape_too(strict_server):
+    """413 and 429 in OpenAI's error shape, with Jina's ``detail`` beside it (more in test_server_clients.py)."""
+    openai = pytest.importorskip("openai")
+    too_big = httpx.post(f"{strict_server}/v1/embeddings", content=b"{" + b" " * (2 << 20) + b"}")
+    busy = post(strict_server, {"input": ["a", "b", "c", "d"]}, key=None)
+    for response, status, kind in ((too_big, 413, "invalid_request_error"), (busy, 429, "rate_limit_error")):
+        body = response.json()
+        assert response.status_code == status and body["error"]["message"] == body["detail"], body
+        assert body["error"]["type"] == kind
+    client = openai.OpenAI(base_url=f"{strict_server}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.RateLimitError, match="server busy: .*; retry later"):
+        client.embeddings.create(model=FIXTURE.name, input=["a", "b", "c", "d"])

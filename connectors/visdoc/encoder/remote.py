@@ -4,6 +4,7 @@
 pipeline, the stores and the LangChain/LlamaIndex classes use exactly like a local model, so
 one GPU server can serve many RAG processes. Requests are retried on connection errors, 429 and
 5xx with exponential backoff; 4xx answers raise :class:`RemoteError` with the server's message.
+Texts are sent with ``truncate: true``, so a text over the context is cut as the local model cuts it.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class RemoteJinaV4:
         dense_rows = []
         step = min(batch_size or REQUEST_ITEMS, self._max_items)
         for chunk in _chunks(items, step, self._max_body):
-            body = {"input": chunk, "task": api_task, "embedding_type": "base64",
+            body = {"input": chunk, "task": api_task, "embedding_type": "base64", "truncate": True,
                     "return_multivector": multivector, **extra}  # fmt: skip
             if dim is not None:
                 body["dimensions"] = dim
@@ -173,9 +174,10 @@ def _chunks(items: list[dict], max_items: int, max_bytes: int) -> list[list[dict
 
 def _detail(response: Any) -> str:
     try:
-        return str(response.json().get("detail", response.text))
+        body = response.json()
     except ValueError:
         return response.text
+    return str(body.get("detail", response.text)) if isinstance(body, dict) else response.text
 
 
 def _png_bytes(image: ImageInput, index: int) -> bytes:

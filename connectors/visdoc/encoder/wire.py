@@ -1,10 +1,14 @@
 """The HTTP contract of a visdoc embedding server, imported by both the server and its client.
 
-Requests and responses follow Jina's embeddings API (OpenAI's shape for plain text); visdoc adds
-``return_multivector`` (each item then also carries ``embeddings``: its token vectors, and the
-facts about its sequence: ``tokens``, ``content_span``, and ``grid`` for images) and ``max_pixels``.
+``POST /v1/embeddings`` speaks Jina's embeddings API and OpenAI's (the server's
+:mod:`visdoc.server.protocol` lists every field and its meaning). visdoc adds ``return_multivector``
+(each item then also carries ``embeddings``: its token vectors, and the facts about its sequence:
+``tokens``, ``content_span``, and ``grid`` for images) and ``max_pixels``. ``GET /v1/models`` lists
+the model ids in OpenAI's shape: the short model name and one id per task
+(``jina-embeddings-v4:retrieval.query``), so a client that cannot send ``task`` picks it by model.
 ``GET /v1/model`` describes the served model (:class:`ModelInfo`) and ``GET /v1/tokenizer.json``
 its tokenizer, so a client can cut texts into chunks and label query tokens as the model does.
+Errors are ``{"error": {"message", "type", "param", "code"}, "detail": message}``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 MODEL_PATH = "/v1/model"
 TOKENIZER_PATH = "/v1/tokenizer.json"
 EMBEDDINGS_PATH = "/v1/embeddings"
+MODELS_PATH = "/v1/models"
 
 TASKS = {  # API task -> (adapter, prompt)
     "retrieval.query": ("retrieval", "query"),
@@ -34,7 +39,9 @@ TASKS = {  # API task -> (adapter, prompt)
     "code.passage": ("code", "passage"),
     "code": ("code", "passage"),
 }
-DEFAULT_TASK = "retrieval.passage"
+API_TASKS = ("retrieval.query", "retrieval.passage", "text-matching", "code.query", "code.passage")  # documented
+DEFAULT_TASK = "retrieval.passage"  # no task anywhere in a request: bulk calls embed documents to index
+MODEL_TASK_SEPARATOR = ":"  # model id "<model>:<task>" picks the task
 SYMMETRIC_TASKS = ("text-matching",)
 
 # per-item response fields added with return_multivector

@@ -10,6 +10,9 @@ whole request. A stream passed over :data:`STARVE_LIMIT` batches in a row leads 
 a stream of small requests cannot starve a large one either. ``fair=False`` is the former first
 come, first served order (one batch takes up to ``max_items`` waiting inputs, whatever their
 size), kept for comparison (``benchmarks/server_fairness.py``).
+
+A ``solo`` unit (a late-chunking request: all its texts in one pass) shares its pass with no other
+unit; its future gets the whole :class:`~visdoc.encoder.EncodeResult`.
 """
 
 from __future__ import annotations
@@ -40,11 +43,17 @@ class Unit:
     future: asyncio.Future = field(repr=False)
     size: int = 0  # bytes it holds while queued
     cost: int = 1  # about the tokens it takes (text_cost, image_cost)
+    solo: bool = False  # a pass of its own; the future gets the whole EncodeResult
 
     @property
     def key(self) -> tuple:
         """Units with the same key can share a forward pass."""
-        return (self.kind, self.task, self.prompt, self.dim, self.max_pixels)
+        return (self.kind, self.task, self.prompt, self.dim, self.max_pixels) + ((id(self),) if self.solo else ())
+
+    def resolve(self, result: EncodeResult, index: int) -> None:
+        """Answer the unit with its item ``index`` of ``result`` (a solo unit: all of it)."""
+        if not self.future.done():
+            self.future.set_result(result if self.solo else result.item(index))
 
 
 def text_cost(text: str) -> int:
@@ -74,7 +83,8 @@ class _Stream:
 class MicroBatcher:
     """Collects units for up to ``max_wait`` seconds, runs each batch (fairly cut from the
     waiting requests, see the module's docstring) as one ``encode`` call in a worker thread, one
-    call at a time, and resolves every unit's future with its :class:`~visdoc.encoder.EncodedItem`."""
+    call at a time, and resolves every unit's future with its :class:`~visdoc.encoder.EncodedItem`
+    (a solo unit's with the whole :class:`~visdoc.encoder.EncodeResult`)."""
 
     def __init__(
         self,
@@ -204,13 +214,15 @@ class MicroBatcher:
             result = await asyncio.to_thread(self._encode, units[0].kind, units)
         except asyncio.CancelledError:
             raise
-        except BaseException:  # one bad input must not fail its batch-mates: retry one by one
+        except BaseException as exc:  # one bad input must not fail its batch-mates: retry one by one
+            if len(units) == 1:
+                _fail(units[0], exc)
+                return
             for unit in units:
                 await self._run_alone(unit)
             return
         for i, unit in enumerate(units):
-            if not unit.future.done():
-                unit.future.set_result(result.item(i))
+            unit.resolve(result, i)
 
     async def _run_alone(self, unit: Unit) -> None:
         try:
@@ -218,11 +230,15 @@ class MicroBatcher:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a panic becomes an error of this request alone
-            if not unit.future.done():
-                unit.future.set_exception(exc if isinstance(exc, Exception) else _failure(exc))
+            _fail(unit, exc)
             return
-        if not unit.future.done():
-            unit.future.set_result(result.item(0))
+        unit.resolve(result, 0)
+
+
+def _fail(unit: Unit, exc: BaseException) -> None:
+    """Answer the unit with the encoder's error."""
+    if not unit.future.done():
+        unit.future.set_exception(exc if isinstance(exc, Exception) else _failure(exc))
 
 
 def _failure(exc: BaseException) -> RuntimeError:
