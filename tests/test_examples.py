@@ -71,7 +71,7 @@ def test_plain_rag_template(workdir):
 @pytest.mark.parametrize("name", ["langchain", "llamaindex"])
 def test_readme_examples_run(workdir, name):
     readme = (ROOT / "README.md").read_text()
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if f"# README example: {name}" in b]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if f"# README example: {name}\n" in b]
     assert len(blocks) == 1
     out = run(["-c", blocks[0]], workdir)
     assert len(out.strip().splitlines()) == 2
