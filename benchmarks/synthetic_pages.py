@@ -17,6 +17,21 @@ benchmarks use this structured model instead so that numbers compare across runs
   no background; the query dense vector is built like a page's from the query tokens;
 * ground truth: exact MaxSim over the whole corpus (:func:`exact_maxsim_topk`).
 
+Synthetic text (for the lexical and hybrid search modes; not part of bench-data.md, drawn from
+streams of its own so the vectors above are unchanged):
+
+* vocabulary: each topic owns 40 pseudo-words (``kavo``, ``mitrelu``...: 2-4 syllables, distinct
+  across topics); 300 common words shared by all pages, drawn Zipf-like (weight 1 / rank^1.1);
+* page p: 150 words, each a common word with probability 0.5, otherwise a word of topic k ~ w_p
+  (the page's own topics and weights), uniform in that topic's vocabulary; 20 % of pages carry a
+  product code (``AB-1234-C``: two letters, four digits, a letter; drawn per page, so a few may
+  repeat in 10k pages) placed twice among the words;
+* query i: text of the same target page as its vectors: 2 words of the target's topics (k ~ w_p)
+  and 2 common words; for a target with a code, every other query (by index) types the code as
+  users do (``ab 1234 c``) plus one topic word instead;
+* :meth:`SyntheticCorpus.texts` / :meth:`SyntheticCorpus.query_texts`, like the vectors, are pure
+  functions of ``(seed, index)``.
+
 Every page and every query draws from its own seeded random stream, so results do not depend on
 how many are generated: ``corpus.pages(1000)`` equals the first 1,000 rows of
 ``corpus.pages(10000)``, and ``corpus.queries(q)`` is a prefix of ``corpus.queries(q + 1)``.
@@ -36,6 +51,7 @@ Running the file prints generation and ground-truth timings for a small corpus:
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from dataclasses import dataclass
 
@@ -70,8 +86,23 @@ QUERY_TOKENS = 20
 QUERY_TARGET_POOL = 1000
 """Query targets are drawn from the first this-many pages."""
 
+TOPIC_WORDS = 40
+"""Pseudo-words in each topic's vocabulary (synthetic text)."""
+COMMON_WORDS = 300
+"""Words shared by all pages, drawn Zipf-like (synthetic text)."""
+ZIPF_EXPONENT = 1.1
+"""Common word of rank r has weight 1 / r^1.1."""
+PAGE_WORDS = 150
+"""Words of text per page."""
+COMMON_PROB = 0.5
+"""Probability that a page word is a common word rather than a topic word."""
+CODE_PROB = 0.2
+"""Share of pages that carry a product code."""
+
 # Stream tags: each kind of draw gets its own family of seeded generators.
-_GLOBAL, _PAGE_LAYOUT, _PAGE_TOKENS, _PAGE_DENSE, _QUERY = range(5)
+_GLOBAL, _PAGE_LAYOUT, _PAGE_TOKENS, _PAGE_DENSE, _QUERY, _VOCABULARY, _PAGE_TEXT, _QUERY_TEXT = range(8)
+_CONSONANTS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
 
 
 @dataclass(frozen=True)
@@ -199,6 +230,77 @@ class SyntheticCorpus:
             dense[i] = self.dense_vector(tokens[i], rng)
             targets[i] = target
         return Queries(tokens=tokens, dense=dense, targets=targets)
+
+    # ------------------------------------------------------------------- text
+
+    @functools.cached_property
+    def vocabulary(self) -> tuple[list[list[str]], list[str], np.ndarray]:
+        """(topic vocabularies ``[500][40]``, common words ``[300]``, their Zipf probabilities)."""
+        rng = np.random.default_rng([self.seed, _VOCABULARY])
+        seen: set[str] = set()
+        words: list[str] = []
+        while len(words) < N_TOPICS * TOPIC_WORDS + COMMON_WORDS:
+            syllables = rng.integers(2, 5)
+            word = "".join(_CONSONANTS[rng.integers(len(_CONSONANTS))] + _VOWELS[rng.integers(len(_VOWELS))]
+                           for _ in range(syllables))  # fmt: skip
+            if word not in seen:
+                seen.add(word)
+                words.append(word)
+        topics = [words[t * TOPIC_WORDS : (t + 1) * TOPIC_WORDS] for t in range(N_TOPICS)]
+        common = words[N_TOPICS * TOPIC_WORDS :]
+        weights = 1.0 / np.arange(1, COMMON_WORDS + 1) ** ZIPF_EXPONENT
+        return topics, common, weights / weights.sum()
+
+    def page_code(self, page: int) -> str | None:
+        """The product code page ``page`` carries (``AB-1234-C``), or None (80 % of pages)."""
+        rng = np.random.default_rng([self.seed, _PAGE_TEXT, page, 1])
+        if rng.random() >= CODE_PROB:
+            return None
+        letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+        a, b, c = (letters[i] for i in rng.integers(0, len(letters), size=3))
+        return f"{a}{b}-{int(rng.integers(0, 10_000)):04d}-{c}"
+
+    def page_text(self, page: int) -> str:
+        """The 150-word text of page ``page`` (its topics' words and common words, maybe a code)."""
+        topics, common, zipf = self.vocabulary
+        layout = self.layout(page)
+        rng = np.random.default_rng([self.seed, _PAGE_TEXT, page, 0])
+        is_common = rng.random(PAGE_WORDS) < COMMON_PROB
+        common_pick = rng.choice(COMMON_WORDS, size=PAGE_WORDS, p=zipf)
+        topic_pick = rng.choice(TOPICS_PER_PAGE, size=PAGE_WORDS, p=layout.weights)
+        word_pick = rng.integers(0, TOPIC_WORDS, size=PAGE_WORDS)
+        words = [common[common_pick[i]] if is_common[i] else topics[layout.topics[topic_pick[i]]][word_pick[i]]
+                 for i in range(PAGE_WORDS)]  # fmt: skip
+        code = self.page_code(page)
+        if code:
+            for at in sorted(rng.integers(0, PAGE_WORDS, size=2), reverse=True):
+                words.insert(int(at), code)
+        return " ".join(words)
+
+    def texts(self, n: int, start: int = 0) -> list[str]:
+        """The texts of pages ``start .. start+n-1``."""
+        return [self.page_text(start + i) for i in range(n)]
+
+    def query_texts(self, q: int, n_pages: int = QUERY_TARGET_POOL) -> list[str]:
+        """The texts of :meth:`queries` ``(q, n_pages)``, each about the same target page."""
+        topics, common, zipf = self.vocabulary
+        pool = min(QUERY_TARGET_POOL, n_pages)
+        texts = []
+        for i in range(q):
+            target = int(np.random.default_rng([self.seed, _QUERY, pool, i]).integers(0, pool))  # as queries()
+            layout = self.layout(target)
+            rng = np.random.default_rng([self.seed, _QUERY_TEXT, pool, i])
+            code = self.page_code(target)
+            typed = code is not None and i % 2 == 0
+            n_topic = 1 if typed else 2
+            picks = rng.choice(TOPICS_PER_PAGE, size=n_topic, p=layout.weights)
+            words = [topics[layout.topics[k]][rng.integers(TOPIC_WORDS)] for k in picks]
+            if typed:
+                words.insert(0, code.lower().replace("-", " "))  # type: ignore[union-attr]
+            else:
+                words += [common[j] for j in rng.choice(COMMON_WORDS, size=2, p=zipf)]
+            texts.append(" ".join(words))
+        return texts
 
 
 # ------------------------------------------------------------------- ground truth

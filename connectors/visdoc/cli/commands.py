@@ -134,16 +134,31 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from ..evaluation import format_table, load_dataset, run_evaluation
+    from ..evaluation import evaluate_collection, format_table, load_dataset, run_evaluation
+    from ..store import SEARCH_MODES, Fusion
 
     dataset = load_dataset(args.dataset, args.split)
+    try:
+        fusion = Fusion(args.fusion, args.fusion_k, (args.lexical_weight, 1.0))
+    except ValueError as exc:
+        raise VisdocError(str(exc)) from None
+    if not 0 <= args.mmr_lambda <= 1:
+        raise VisdocError(f"--mmr-lambda must be between 0 and 1 (1: relevance only), not {args.mmr_lambda}")
+    if args.collection:
+        _check_collection_free(args)  # before loading the model
     model = _load_model(args, args.model)
     print(
         f"{dataset.name}: {len(dataset.corpus)} {dataset.kind} items, {len(dataset.queries)} queries", file=sys.stderr
     )
-    results = run_evaluation(model, dataset, k=args.k)
+    search = {"fusion": fusion, "mmr_lambda": args.mmr_lambda}
+    results = run_evaluation(model, dataset, k=args.k, **search)
+    if args.collection:
+        with _open_store(args) as store:
+            results += [evaluate_collection(model, store, dataset, k=args.k, mode=mode, **search)
+                        for mode in SEARCH_MODES]  # fmt: skip
     if args.json:
-        rows = [{"mode": r.mode, **r.metrics, "bytes_per_item": r.bytes_per_item, "p50_ms": r.p50_ms} for r in results]
+        rows = [{"mode": r.mode, "search_mode": r.search_mode, **r.metrics, "bytes_per_item": r.bytes_per_item,
+                 "p50_ms": r.p50_ms} for r in results]  # fmt: skip
         print(json.dumps(rows, indent=2))
     else:
         print(format_table(results))

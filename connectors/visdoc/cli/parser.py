@@ -130,17 +130,25 @@ def _parser() -> argparse.ArgumentParser:
     _ui_options(page)
     page.set_defaults(run=run_ui)
 
-    evaluate = subcommands.add_parser("eval", help="evaluate retrieval modes and compression options on a dataset")
+    evaluate = subcommands.add_parser("eval", help="evaluate every search mode and compression option on a dataset")
     evaluate.add_argument("dataset", help="folder in BEIR layout (texts) or the page layout (images, PDF pages)")
     evaluate.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
     evaluate.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluate.add_argument("--collection", default=None,
-                          help="also score this collection (ingested from the dataset's files)")  # fmt: skip
+                          help="also score this collection (made from the dataset's files), every mode")  # fmt: skip
     where = evaluate.add_mutually_exclusive_group()
     where.add_argument("--data-dir", default=None, help="embedded store folder of --collection")
     where.add_argument("--url", default=os.environ.get(URL_ENV), help="Qdrant server of --collection")
     evaluate.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    tuned = evaluate.add_argument_group("hybrid and mmr rows")
+    tuned.add_argument("--fusion", default=Fusion.method, choices=["rrf", "dbsf"],
+                       help=f"hybrid: rank fusion (rrf) or score fusion (dbsf) (default {Fusion.method})")  # fmt: skip
+    tuned.add_argument("--fusion-k", type=int, default=Fusion.k, help=f"hybrid: RRF's k (default {Fusion.k})")
+    tuned.add_argument("--lexical-weight", type=float, default=Fusion.weights[0],
+                       help="hybrid: RRF weight of the text side against 1 for the vectors (default 1)")  # fmt: skip
+    tuned.add_argument("--mmr-lambda", type=float, default=0.5,
+                       help="mmr: relevance weight, 1 relevance only, 0 diversity only (default 0.5)")  # fmt: skip
     _model_options(evaluate)
     evaluate.set_defaults(run=run_eval)
 

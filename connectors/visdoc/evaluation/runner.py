@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..points import DOC_ID, PAGE_IMAGE, TEXT_CHUNK, framework_payload, framework_points, page_reference
-from ..store import CollectionSpec, QueryVectors, open_store
-from ..store.schema import DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
+from ..store import CollectionSpec, Fusion, QueryVectors, open_store
+from ..store.schema import DEFAULT_LEXICAL_PREFETCH, DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH
 from .datasets import Dataset
 from .metrics import evaluate
 
@@ -27,6 +28,8 @@ DEFAULT_OPTIONS = {  # name -> collection settings besides dim (rerank search on
     "rerank token pooling x3": {"token_pool_factor": 3},
     "rerank + row/column prefetch": {"rowcol": True},
 }
+OTHER_MODES = ("multivector", "lexical", "hybrid", "mmr")  # run on the default collection, next to its rerank
+MODE_ROWS = {"multivector": "multivector float16"}  # a mode's row name where it is not the mode's own
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ModeResult:
     bytes_per_item: float
     p50_ms: float
     extra: dict = field(default_factory=dict)
+    search_mode: str = ""  # the Store.search mode the row measures (dense, multivector, rerank, lexical, ...)
 
 
 def run_evaluation(
@@ -43,14 +47,20 @@ def run_evaluation(
     dataset: Dataset,
     *,
     options: dict[str, dict] | None = None,
+    modes: Sequence[str] = OTHER_MODES,
     k: int = 10,
     prefetch: int = DEFAULT_PREFETCH,
     pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
+    lexical_prefetch: int = DEFAULT_LEXICAL_PREFETCH,
+    fusion: Fusion = Fusion(),  # noqa: B008 - frozen
+    mmr_lambda: float = 0.5,
     task: str = "retrieval",
 ) -> list[ModeResult]:
     """Embed the corpus once, then score every mode: dense at each Matryoshka size and exact
-    MaxSim (numpy, the references), and each compression option as a real embedded collection
-    searched the default way (dense + pooled prefetch, MaxSim rerank)."""
+    MaxSim (numpy, the references), each compression option as a real embedded collection
+    searched the default way (``rerank``: dense + pooled prefetch, MaxSim rerank), and the other
+    search ``modes`` (``multivector``, ``lexical``, ``hybrid``, ``mmr``) on the default
+    collection. Points carry each item's text (``dataset.texts``) for the lexical stage."""
     if dataset.kind == "text":
         docs = model.encode_texts(dataset.corpus, task=task, prompt_name="passage", multivector=True)
     else:
@@ -70,7 +80,8 @@ def run_evaluation(
             top = np.argsort(-scores)[:k]
             latencies.append(1000 * (time.perf_counter() - start))
             run[qid] = {str(ids[j]): float(scores[j]) for j in top}
-        results.append(ModeResult(f"dense {dim}", evaluate(dataset.qrels, run), dim * 4, _p50(latencies)))
+        results.append(ModeResult(f"dense {dim}", evaluate(dataset.qrels, run), dim * 4, _p50(latencies),
+                                  search_mode="dense"))  # fmt: skip
     run, latencies = {}, []
     for i, qid in enumerate(query_ids):
         start = time.perf_counter()
@@ -79,38 +90,53 @@ def run_evaluation(
         latencies.append(1000 * (time.perf_counter() - start))
         run[qid] = {str(ids[j]): float(scores[j]) for j in top}
     tokens = float(np.mean([len(m) for m in docs.multivector]))
-    results.append(
-        ModeResult("exact MaxSim (float32)", evaluate(dataset.qrels, run), tokens * 128 * 4, _p50(latencies))
-    )
+    results.append(ModeResult("exact MaxSim (float32)", evaluate(dataset.qrels, run), tokens * 128 * 4,
+                              _p50(latencies), search_mode="multivector"))  # fmt: skip
+    search = {"k": k, "prefetch": prefetch, "pooled_prefetch": pooled_prefetch, "lexical_prefetch": lexical_prefetch,
+              "fusion": fusion, "mmr_lambda": mmr_lambda}  # fmt: skip
+    extra_rows = [(MODE_ROWS.get(mode, mode), mode) for mode in modes]
     for name, settings in (options if options is not None else DEFAULT_OPTIONS).items():
-        results.append(_collection_mode(name, {"task": task, **settings}, model, dataset, docs, queries, query_ids, k,
-                                        prefetch, pooled_prefetch))  # fmt: skip
+        rows = [(name, "rerank")]
+        if not settings and extra_rows:  # the default collection: every search mode on it
+            rows, extra_rows = rows + extra_rows, []
+        results += _collection_modes({"task": task, **settings}, rows, model, dataset, docs, queries, search)
+    if extra_rows:  # no default collection among the options: one for the modes alone
+        results += _collection_modes({"task": task}, extra_rows, model, dataset, docs, queries, search)
     return results
 
 
-def _collection_mode(name, settings, model, dataset, docs, queries, query_ids, k, prefetch, pooled_prefetch):  # noqa: ANN001, ANN202
+def _collection_modes(settings, rows, model, dataset, docs, queries, search):  # noqa: ANN001, ANN202
+    """One embedded collection made with ``settings``, searched in each ``(row name, mode)``."""
     spec = CollectionSpec(dim=model.dims[-1], **settings)
     kind = TEXT_CHUNK if dataset.kind == "text" else PAGE_IMAGE
+    texts = dataset.texts or [""] * len(dataset.corpus_ids)
+    query_ids = list(dataset.queries)
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store("eval", spec, data_dir=tmp)
-        points = framework_points(docs, [framework_payload(cid, "", {}, kind) for cid in dataset.corpus_ids])
+        payloads = [framework_payload(cid, text, {}, kind) for cid, text in zip(dataset.corpus_ids, texts, strict=True)]
+        points = framework_points(docs, payloads)
         for start in range(0, len(points), 64):
             store.upsert(points[start : start + 64])
         store.optimize()
-        run, latencies = {}, []
-        for i, qid in enumerate(query_ids):
-            vectors = QueryVectors(queries.dense[i], queries.multivector[i])
-            started = time.perf_counter()
-            hits = store.search(vectors, k=k, prefetch=prefetch, pooled_prefetch=pooled_prefetch)
-            latencies.append(1000 * (time.perf_counter() - started))
-            run[qid] = {h.payload[DOC_ID]: h.score for h in hits}
+        measured = []
+        for name, mode in rows:
+            run, latencies = {}, []
+            for i, qid in enumerate(query_ids):
+                vectors = QueryVectors(queries.dense[i], queries.multivector[i], dataset.queries[qid])
+                started = time.perf_counter()
+                hits = store.search(vectors, mode=mode, **search)
+                latencies.append(1000 * (time.perf_counter() - started))
+                run[qid] = {h.payload[DOC_ID]: h.score for h in hits}
+            measured.append((name, mode, evaluate(dataset.qrels, run), _p50(latencies)))
         store.close()
         size = sum(f.stat().st_blocks * 512 for f in Path(tmp).rglob("*") if f.is_file())
-    return ModeResult(name, evaluate(dataset.qrels, run), size / len(dataset.corpus_ids), _p50(latencies))
+    per_item = size / len(dataset.corpus_ids)
+    return [ModeResult(name, metrics, per_item, p50, search_mode=mode) for name, mode, metrics, p50 in measured]
 
 
 def evaluate_collection(model: Encoder, store: Any, dataset: Dataset, *, k: int = 10, **search: Any) -> ModeResult:
-    """Score an existing collection (e.g. made by ``visdoc ingest`` from the dataset's files).
+    """Score an existing collection (e.g. made by ``visdoc ingest`` from the dataset's files);
+    ``search`` goes to :func:`visdoc.search.search` (``mode=`` names the row after the mode too).
 
     Hits are matched to corpus ids by their page reference (``metadata.image_path``, the same
     ``file.pdf#page=N`` or image path the dataset names) or, for points added with explicit
@@ -131,15 +157,18 @@ def evaluate_collection(model: Encoder, store: Any, dataset: Dataset, *, k: int 
             if cid is not None:
                 found[cid] = hit.score
         run[qid] = found
-    return ModeResult(f"collection {store.name}", evaluate(dataset.qrels, run), 0.0, _p50(latencies))
+    mode = search.get("mode", "rerank")
+    name = f"collection {store.name}" + (f" {mode}" if "mode" in search else "")
+    return ModeResult(name, evaluate(dataset.qrels, run), 0.0, _p50(latencies), search_mode=mode)
 
 
 def format_table(results: list[ModeResult]) -> str:
     names = list(results[0].metrics)
-    lines = [f"{'mode':<26} " + " ".join(f"{n:>9}" for n in names) + f" {'B/item':>10} {'p50 ms':>7}"]
+    width = max(26, *(len(r.mode) for r in results))
+    lines = [f"{'mode':<{width}} " + " ".join(f"{n:>9}" for n in names) + f" {'B/item':>10} {'p50 ms':>7}"]
     for r in results:
         values = " ".join(f"{r.metrics[n]:9.4f}" for n in names)
-        lines.append(f"{r.mode:<26} {values} {r.bytes_per_item:10,.0f} {r.p50_ms:7.2f}")
+        lines.append(f"{r.mode:<{width}} {values} {r.bytes_per_item:10,.0f} {r.p50_ms:7.2f}")
     return "\n".join(lines)
 
 
