@@ -191,8 +191,14 @@ def test_mmr_returns_fewer_near_duplicates_than_rerank(backend):
     assert dups(rerank) == 4
     mmr = store.search(query, k=5, mode="mmr", mmr_lambda=0.5)
     assert len(mmr) == 5 and dups(mmr) <= 2 and names(mmr)[0].startswith("dup")
-    relevance_only = store.search(query, k=5, mode="mmr", mmr_lambda=1.0)  # identical copies tie: compare sets
-    assert {h.id for h in relevance_only} == {h.id for h in rerank} and names(relevance_only)[4] == names(rerank)[4]
+    # MaxSim picks the candidates (here all 34 pages), MMR orders them by the dense vector: with lambda 1 that is
+    # the dense ranking of the candidates (identical copies tie: compare sets)
+    relevance_only = store.search(query, k=5, mode="mmr", mmr_lambda=1.0)
+    dense = store.search(query, k=5, mode="dense")
+    assert {h.id for h in relevance_only} == {h.id for h in dense} and names(relevance_only)[4] == names(dense)[4]
+    assert [round(h.score, 5) for h in relevance_only] == [round(h.score, 5) for h in dense]  # scores: dense cosine
+    few = store.search(query, k=3, mode="mmr", mmr_lambda=1.0, mmr_candidates=4, prefetch=4, pooled_prefetch=0)
+    assert {h.id for h in few} <= {h.id for h in store.search(query, k=4, prefetch=4, pooled_prefetch=0)}
     assert dups(store.search(query, k=5, mode="mmr", mmr_lambda=0.0)) == 1
     assert len(store.search(query, k=5, mode="mmr", mmr_candidates=3)) == 3  # MMR picks among 3 only
     for bad in (-0.1, 1.5):
@@ -353,9 +359,11 @@ def test_the_server_request_shapes_of_lexical_hybrid_and_mmr():
 
     store.search(query, k=3, mode="mmr", mmr_lambda=0.7, mmr_candidates=20)
     mmr = calls[-1]
-    assert mmr["using"] == "multi" and mmr["query"].mmr.candidates_limit == 20
+    assert mmr["using"] == "dense" and mmr["query"].mmr.candidates_limit == 20  # MMR on the dense vector
     assert mmr["query"].mmr.diversity == pytest.approx(0.3)  # diversity = 1 - lambda
-    assert [p.using for p in mmr["prefetch"]] == ["dense", "pooled"]
+    (candidates,) = mmr["prefetch"]  # over the 20 best by exact MaxSim of the dense and pooled candidates
+    assert candidates.using == "multi" and candidates.limit == 20
+    assert [p.using for p in candidates.prefetch] == ["dense", "pooled"]
 
 
 # -- the analysis itself -----------------------------------------------------------------------

@@ -76,17 +76,17 @@ def scored_mode(store: Store, mode: str, text: str, lexical_prefetch: int | None
 def relevance(score: float, mode: str, *, tokens: int, fusion: Fusion) -> float:
     """A hit's score as LangChain's relevance, 0 (unrelated) to 1 (best), for the mode that scored it.
 
-    - ``rerank``, ``multivector``, ``mmr`` (MaxSim, a sum over the query's ``tokens`` of cosines):
+    - ``rerank``, ``multivector`` (MaxSim, a sum over the query's ``tokens`` of cosines):
       the mean cosine per query token, mapped from [-1, 1].
-    - ``dense`` (a cosine): mapped from [-1, 1].
+    - ``dense``, ``mmr`` (a dense cosine): mapped from [-1, 1].
     - ``lexical`` (BM25, 0 when no term matches, unbounded): ``score / (score + 1)``, so a page
       matching one rare query term scores about 0.7-0.9 and more matches score higher.
     - ``hybrid``: RRF's fused score over its largest possible value (rank 1 in both lists, with
       the fusion's ``k`` and weights); DBSF's sum of two normalised scores over 2.
     """
-    if mode in ("rerank", "multivector", "mmr"):
+    if mode in ("rerank", "multivector"):
         value = (score / max(tokens, 1) + 1) / 2
-    elif mode == "dense":
+    elif mode in ("dense", "mmr"):
         value = (score + 1) / 2
     elif mode == "lexical":
         value = score / (score + 1) if score > 0 else 0.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import SearchPlan, SparseTerms
-from .schema import LEXICAL, MULTI, SCALAR_QUANTILE, CollectionSpec, PageFilter, VectorLayout, vector_layout
+from .schema import DENSE, LEXICAL, MULTI, SCALAR_QUANTILE, CollectionSpec, PageFilter, VectorLayout, vector_layout
 
 
 def edge_config(qe: Any, spec: CollectionSpec) -> Any:
@@ -93,8 +93,11 @@ def edge_request(qe: Any, plan: SearchPlan, params: Any = None) -> Any:
             weights = None if fusion.weights == (1.0, 1.0) else [float(w) for w in fusion.weights]
             query = qe.Fusion.Rrf(fusion.k, weights)
         params = None
-    elif plan.mode == "mmr":
-        query = qe.Mmr(multi, plan.mmr_lambda, plan.mmr_candidates, using=MULTI)
+    elif plan.mode == "mmr":  # MaxSim picks the candidates; MMR orders them by the dense vector (cheap, length-free)
+        rerank = qe.Query.Nearest(multi, using=MULTI)
+        prefetches = [qe.Prefetch(limit=plan.mmr_candidates, query=rerank, prefetches=first, filter=flt, params=params)]
+        query = qe.Mmr(plan.dense, plan.mmr_lambda, plan.mmr_candidates, using=DENSE)
+        params = None
     else:
         query = qe.Query.Nearest(plan.vector(plan.final), using=plan.final)
     return qe.QueryRequest(limit=plan.k, query=query, prefetches=prefetches or None, filter=flt, with_payload=True,

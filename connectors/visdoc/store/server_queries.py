@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import SearchPlan, SparseTerms
-from .schema import LEXICAL, MULTI, SCALAR_QUANTILE, PageFilter, VectorLayout
+from .schema import DENSE, LEXICAL, MULTI, SCALAR_QUANTILE, PageFilter, VectorLayout
 
 
 def sparse(m: Any, terms: SparseTerms) -> Any:
@@ -86,9 +86,12 @@ def query_arguments(m: Any, plan: SearchPlan, params: Any = None) -> dict[str, A
             weights = None if fusion.weights == (1.0, 1.0) else [float(w) for w in fusion.weights]
             args["query"] = m.RrfQuery(rrf=m.Rrf(k=fusion.k, weights=weights))
         args.update(using=None, search_params=None)  # fusion takes no vector name
-    elif plan.mode == "mmr":
+    elif plan.mode == "mmr":  # MaxSim picks the candidates; MMR orders them by the dense vector (cheap, length-free)
+        args["prefetch"] = [
+            m.Prefetch(prefetch=first, query=multi, using=MULTI, limit=plan.mmr_candidates, filter=flt, params=params)
+        ]
         mmr = m.Mmr(diversity=1.0 - plan.mmr_lambda, candidates_limit=plan.mmr_candidates)
-        args["query"] = m.NearestQuery(nearest=multi, mmr=mmr)
+        args.update(query=m.NearestQuery(nearest=plan.dense, mmr=mmr), using=DENSE, search_params=None)
     else:
         args["query"] = plan.vector(plan.final)
     return {**args, "query_filter": flt, "limit": plan.k, "with_payload": True}
