@@ -51,7 +51,7 @@ MAX_DOCUMENT_CHARS = 2_000_000  # text past this is not indexed (~40 ms of analy
 
 # Han (with extensions and compatibility), Hiragana, Katakana (with the long-vowel mark), Hangul
 _CJK = "\u3005\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
+CJK_RUN = re.compile(f"[{_CJK}]+")  # runs the analysis splits into bigrams (highlighting too)
 _MARKS = re.compile("[\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u0640]")  # accents, Arabic harakat, tatweel
 
 
@@ -74,7 +74,7 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     if not text.isascii():
         text = unicodedata.normalize("NFC", _MARKS.sub("", unicodedata.normalize("NFD", text)))
-        text = _CJK_RUN.sub(_bigrams, text)
+        text = CJK_RUN.sub(_bigrams, text)
     return text
 
 

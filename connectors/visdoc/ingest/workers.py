@@ -22,20 +22,19 @@ the kernel ties a worker's life to the thread that started it.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import pickle
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
+
+from ..children import picklable, start_child
+from ..errors import SourceError
 
 RETRIES = 1  # a call that killed its worker is tried this many times more
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -60,20 +59,7 @@ class _Worker:
     """One worker process, the calls sent to it in order, and a thread that reads their replies."""
 
     def __init__(self, parent_pid: int, changed: threading.Condition) -> None:
-        ours, theirs = socket.socketpair()
-        path = [str(Path(__file__).resolve().parents[2]), *sys.path]  # this very visdoc first
-        code = "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); " \
-               "from visdoc.ingest.workers import spawn_main; spawn_main(*sys.argv[2:])"  # fmt: skip
-        args = [sys.executable, "-c", code, json.dumps(path), str(parent_pid), str(theirs.fileno())]
-        try:  # its own session: Ctrl-C in a terminal reaches only this process, which closes the pool
-            self.process = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                            start_new_session=True)  # fmt: skip
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
+        self.process, self.conn = start_child("visdoc.ingest.workers:spawn_main", [str(parent_pid)])
         self.sent: deque[Task] = deque()  # sent, not answered yet; the first one is running
         self.alive = True
         self._changed = changed
@@ -194,22 +180,11 @@ def spawn_main(parent: str, fd: str) -> None:
             fn, args = pickle.loads(request)
             reply = pickle.dumps((True, fn(*args)))
         except Exception as exc:
-            reply = pickle.dumps((False, _picklable(exc)))
+            reply = pickle.dumps((False, picklable(exc, SourceError)))
         try:
             conn.send_bytes(reply)
         except OSError:
             return
-
-
-def _picklable(exc: Exception) -> Exception:
-    """The exception itself where it survives pickling, else a SourceError carrying its text."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        from ..errors import SourceError
-
-        return SourceError(f"{type(exc).__name__}: {exc}")
-    return exc
 
 
 def _killed_with_parent() -> bool:

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from typing import Any
 
+from .. import lexical
 from ..points import DOCUMENT_ID, FILE_NAME, KIND, PAGE, PAGE_IMAGE, TEXT, summary
 from .queries import Queries
 from .routes import heatmap_url, page_image_url, source_file_url
@@ -17,9 +18,6 @@ from .validation import UIError, check_document_id, is_document_id
 SNIPPET_CHARS = 220
 SCAN_CHARS = 20_000  # text read for the first matching word (past it, the window falls back to a plain find)
 _ALNUM = re.compile(r"[^\W_]+")  # runs of letters and digits (str.isalnum)
-# Han, kana, Hangul: visdoc.lexical indexes their runs as overlapping character bigrams
-_CJK = re.compile("[\u3005\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-                  "\U00020000-\U0003134f]+")  # fmt: skip
 
 
 class Results:
@@ -79,8 +77,6 @@ class Highlighter:
     for ``cafe``; in Han, kana and Hangul runs, the character pairs the query names are marked."""
 
     def __init__(self, query: str) -> None:
-        from .. import lexical
-
         self._terms_of = lexical.terms
         self.terms = frozenset(lexical.terms(query))
         self._known: dict[str, bool] = {}
@@ -103,7 +99,7 @@ class Highlighter:
         found: list[tuple[int, int]] = []
         for start, end in _words(text):
             word = text[start:end]
-            if word.isascii() or not _CJK.search(word):
+            if word.isascii() or not lexical.CJK_RUN.search(word):
                 if self.matches(word):
                     found.append((start, end))
                 continue
@@ -114,7 +110,7 @@ class Highlighter:
         """Matching spans of a word holding Han, kana or Hangul: those runs by character pair (one
         character alone), the letters and digits between them as words."""
         found, at = [], 0
-        for run in _CJK.finditer(word):
+        for run in lexical.CJK_RUN.finditer(word):
             found += self._alnum_spans(word, at, run.start())
             a, b = run.span()
             pairs = [(a, b)] if b - a == 1 else [(i, i + 2) for i in range(a, b - 1)]

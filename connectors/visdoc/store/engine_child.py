@@ -5,10 +5,10 @@ parent's calls over the socket the parent passed down.
 
 from __future__ import annotations
 
-import pickle
 import signal
 from multiprocessing.connection import Connection
 
+from ..children import picklable
 from .base import StoreError
 from .edge import EdgeStore
 
@@ -20,7 +20,7 @@ def serve(data_dir: str, name: str, fd: str) -> None:
     try:
         store = EdgeStore(data_dir, name, lock=False)  # the parent holds the collection's lock
     except Exception as exc:
-        conn.send((False, _picklable(exc)))
+        conn.send((False, picklable(exc, StoreError)))
         return
     conn.send((True, None))
     try:
@@ -29,13 +29,13 @@ def serve(data_dir: str, name: str, fd: str) -> None:
             try:
                 conn.send((True, getattr(store, method)(*args, **kwargs)))
             except Exception as exc:
-                conn.send((False, _picklable(exc)))
+                conn.send((False, picklable(exc, StoreError)))
     except (EOFError, OSError):
         pass  # the parent is gone: close the collection and exit
     try:
         store.close()
     except Exception as exc:
-        _send_if_possible(conn, (False, _picklable(exc)))
+        _send_if_possible(conn, (False, picklable(exc, StoreError)))
         raise
     _send_if_possible(conn, (True, None))
 
@@ -45,12 +45,3 @@ def _send_if_possible(conn: Connection, message: tuple) -> None:
         conn.send(message)
     except OSError:
         pass
-
-
-def _picklable(exc: Exception) -> Exception:
-    """The exception itself where it survives pickling, else a StoreError carrying its text."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return StoreError(f"{type(exc).__name__}: {exc}")
-    return exc

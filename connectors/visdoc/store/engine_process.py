@@ -15,15 +15,12 @@ store. The parent never imports the child's side.
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
-import sys
 import threading
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..children import start_child
 from .base import StoreError
 
 REPLY_TIMEOUT_S = 600.0  # the longest wait for the child to close the collection (a flush) and exit
@@ -42,21 +39,8 @@ class EngineProcess:
         """``lock_fd``: the collection's lock file, held by the child too, so that the lock outlives
         this process while the child still flushes (if this one is killed)."""
         self.name = name
-        ours, theirs = socket.socketpair()
-        path = [str(Path(__file__).resolve().parents[2]), *sys.path]  # this very visdoc first
-        code = "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); " \
-               "from visdoc.store.engine_child import serve; serve(*sys.argv[2:])"  # fmt: skip
-        args = [sys.executable, "-c", code, json.dumps(path), str(data_dir), name, str(theirs.fileno())]
-        keep = [theirs.fileno()] + ([lock_fd] if lock_fd is not None else [])
-        try:
-            # its own session: Ctrl-C in a terminal reaches this process, which then closes the child
-            self._process = subprocess.Popen(args, pass_fds=keep, stdin=subprocess.DEVNULL, start_new_session=True)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._conn = Connection(ours.detach())
+        keep = [lock_fd] if lock_fd is not None else []
+        self._process, self._conn = start_child("visdoc.store.engine_child:serve", [str(data_dir), name], keep_fds=keep)
         self._lock = threading.Lock()
         self._opened = False
         self._failure: BaseException | None = None  # why the child cannot be used (any more)
