@@ -225,13 +225,13 @@ def _collection_spec(args: argparse.Namespace, dims: Sequence[int], model_name: 
     """The settings of a collection that ``visdoc ingest`` creates."""
     from ..store import CollectionSpec
 
-    return CollectionSpec(
+    return CollectionSpec.for_profile(
+        "archive" if args.on_disk else args.profile,
         dim=args.dim or dims[-1],
         model=model_name,
         task=args.task,
         multivector_datatype=args.datatype,
         quantization=args.quantization,
-        on_disk=args.on_disk,
         pool_size=args.pool_size,
         token_pool_factor=args.token_pool_factor,
         rowcol=args.rowcol,
@@ -287,7 +287,7 @@ def run_info(args: argparse.Namespace) -> int:
             sources[doc] = (page[points.SOURCE], page[points.TOTAL_PAGES])
         print(f"collection {args.collection!r} ({'server ' + args.url if args.url else 'embedded'}): "
               f"{store.count()} points, {len(pages)} documents")  # fmt: skip
-        print(f"model {spec.model or '?'}, task {spec.task}, dense dim {spec.dim}, multivector "
+        print(f"model {spec.model or '?'}, task {spec.task}, profile {spec.profile}, dense dim {spec.dim}, multivector "
               f"{spec.multivector_datatype}, quantization {spec.quantization}, token pooling "
               f"x{spec.token_pool_factor}, {spec.pool_size} centroids, row/column means {spec.rowcol}")  # fmt: skip
         lexical = "yes" if spec.lexical else f"no (add them: visdoc reindex-text --collection {args.collection})"

@@ -26,6 +26,7 @@ SCALAR_QUANTILE = 0.99  # scalar quantization's int8 range covers this quantile 
 Datatype = Literal["float32", "float16"]  # Qdrant's uint8 stores pre-quantized integers: use quantization="scalar"
 Quantization = Literal["none", "scalar", "binary"]
 Distance = Literal["cosine", "dot"]
+Profile = Literal["fast", "compact", "archive"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class CollectionSpec:
     ``lexical`` stores a BM25 sparse vector of each point's text (:mod:`visdoc.lexical`) for the
     ``lexical`` and ``hybrid`` search modes; collections made before it existed have it off until
     :meth:`~visdoc.store.Store.add_lexical` adds it.
+
+    Where the vectors live (every vector is always stored on disk; these say which are also held
+    in RAM): ``multivector_on_disk`` serves the full multivector, which only reranks a few
+    hundred candidates per search, from disk through the OS page cache, keeping the dense
+    vector, its graph and the pooled centroids in RAM; ``on_disk`` serves every vector's
+    originals from disk. :meth:`for_profile` picks them by name (:data:`PROFILES`).
     """
 
     dim: int
@@ -52,6 +59,7 @@ class CollectionSpec:
     multivector_datatype: Datatype = "float16"
     quantization: Quantization = "none"
     on_disk: bool = False
+    multivector_on_disk: bool = False
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     pool_size: int = 16
@@ -72,6 +80,23 @@ class CollectionSpec:
         if self.token_pool_factor < 1 or self.pool_size < 0:
             raise ValueError("token_pool_factor must be >= 1 and pool_size >= 0")
 
+    @classmethod
+    def for_profile(cls, profile: Profile, dim: int, **settings: Any) -> CollectionSpec:
+        """A spec with the memory placement of ``profile`` (:data:`PROFILES`); ``settings``
+        set any other field (and may override the profile's)."""
+        if profile not in PROFILES:
+            raise ValueError(f"profile {profile!r}: use one of {', '.join(PROFILES)}")
+        return cls(dim=dim, **{**PROFILES[profile], **settings})
+
+    @property
+    def profile(self) -> str:
+        """The profile whose placement this spec has, or ``custom``."""
+        placement = {"on_disk": self.on_disk, "multivector_on_disk": self.multivector_on_disk}
+        for name, settings in PROFILES.items():
+            if placement == {"on_disk": False, "multivector_on_disk": False, **settings}:
+                return name
+        return "custom"
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -81,6 +106,18 @@ class CollectionSpec:
         known.setdefault("pool_size", 0)  # written before pooled vectors existed
         known.setdefault("lexical", False)  # written before lexical vectors existed
         return cls(**known)
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # every vector in RAM: the lowest latency; ~225 KB resident per page (float16 multivector)
+    "fast": {},
+    # the multivector served from disk, the first stages in RAM: same results, ~10x fewer bytes
+    # resident per page, a little slower while the page cache is cold (docs/store.md#profiles)
+    "compact": {"multivector_on_disk": True},
+    # every original from disk: the least RAM, the slowest on a cold cache
+    "archive": {"on_disk": True},
+}
+DEFAULT_PROFILE: Profile = "fast"
 
 
 @dataclass(frozen=True)
@@ -152,7 +189,7 @@ def vector_layout(spec: CollectionSpec) -> dict[str, VectorLayout]:
             "cosine",
             multivector=True,
             datatype=spec.multivector_datatype,
-            on_disk=spec.on_disk,
+            on_disk=spec.on_disk or spec.multivector_on_disk,
             quantization=spec.quantization,
             hnsw_m=0,
         ),
@@ -160,7 +197,8 @@ def vector_layout(spec: CollectionSpec) -> dict[str, VectorLayout]:
     # small prefetch multivectors scored by dot product against the query's cluster sums, whose
     # lengths carry how many query tokens they stand for
     prefetch = VectorLayout(
-        MULTIVECTOR_DIM, "dot", multivector=True, datatype="float16", hnsw_m=0, full_scan_threshold=10
+        MULTIVECTOR_DIM, "dot", multivector=True, datatype="float16", on_disk=spec.on_disk, hnsw_m=0,
+        full_scan_threshold=10,
     )
     if spec.pool_size:
         layout[POOLED] = prefetch
