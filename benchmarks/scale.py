@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthetic_pages import SyntheticCorpus, exact_maxsim_topk  # noqa: E402
+from synthetic_pages import SyntheticCorpus  # noqa: E402
 
 from visdoc.points import PAGE  # noqa: E402
 from visdoc.store import CollectionSpec, PagePoint, QueryVectors, open_store  # noqa: E402
@@ -51,6 +51,20 @@ from visdoc.store import CollectionSpec, PagePoint, QueryVectors, open_store  # 
 CHUNK = 500  # pages generated, scored and upserted at a time
 UPSERT = 64  # pages per Store.upsert call
 RAW_BYTES = 750 * 128 * 2 + 2048 * 4  # float16 multivector + float32 dense per page
+
+
+def maxsim(query_tokens_t, page_tokens: np.ndarray, n_queries: int) -> np.ndarray:
+    """Exact MaxSim ``[pages, queries]`` of float16 pages against the queries' tokens, given as
+    one float32 tensor ``[128, queries * tokens]``; a few pages at a time (cache-sized blocks are
+    ~3x faster than one large product on this CPU)."""
+    import torch
+
+    out = np.empty((len(page_tokens), n_queries), dtype=np.float32)
+    for lo in range(0, len(page_tokens), 5):
+        block = torch.from_numpy(page_tokens[lo : lo + 5]).float()
+        best = (block.reshape(-1, block.shape[-1]) @ query_tokens_t).view(len(block), block.shape[1], -1).amax(1)
+        out[lo : lo + len(block)] = best.view(len(block), n_queries, -1).sum(-1).numpy()
+    return out
 
 
 def page_id(n: int) -> str:
@@ -135,6 +149,9 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     corpus = SyntheticCorpus(seed=0)
     queries = corpus.queries(args.queries, n_pages=sizes[0])
+    import torch
+
+    query_tokens_t = torch.from_numpy(queries.tokens.reshape(-1, queries.tokens.shape[-1]).T.copy())
     stores = {p: open_store(p, CollectionSpec.for_profile(p, 2048, lexical=False), data_dir=data_dir)
               for p in args.profiles}  # fmt: skip
     upsert_s = {p: np.zeros(sizes[-1]) for p in args.profiles}  # seconds spent per page (chunk average)
@@ -151,8 +168,9 @@ def main() -> None:
             pages = corpus.pages(n, start=done)
             generate_s += time.perf_counter() - start
             start = time.perf_counter()
-            ids, scores = exact_maxsim_topk(queries.tokens, pages.tokens, k=10)
-            best_ids = np.concatenate([best_ids, ids + done], axis=1)
+            scores = maxsim(query_tokens_t, pages.tokens, args.queries).T
+            ids = np.broadcast_to(np.arange(done, done + n), scores.shape)
+            best_ids = np.concatenate([best_ids, ids], axis=1)
             best_scores = np.concatenate([best_scores, scores], axis=1)
             keep = np.lexsort((best_ids, -best_scores), axis=1)[:, :10]
             best_ids, best_scores = np.take_along_axis(best_ids, keep, 1), np.take_along_axis(best_scores, keep, 1)
