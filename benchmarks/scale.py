@@ -13,8 +13,9 @@ each profile's collection is optimized and closed, and a fresh process measures 
 * the default search (``Store.search``: dense 100 + pooled 64 -> MaxSim rerank), one query at a
   time: first ``--queries`` queries with the collection's files dropped from the page cache
   (``posix_fadvise(DONTNEED)``: a cold cache, as after a reboot), then the same queries again
-  (warm); p50 / p95 latency, recall@10 against exact MaxSim and target@10 (the query's own page
-  in the top 10); resident bytes per page after the searches.
+  (warm), interleaved with a wider first stage (dense 100 + pooled 128); p50 / p95 latency,
+  recall@10 against exact MaxSim and target@10 (the query's own page in the top 10); resident
+  bytes per page after the searches.
 
 Per size it also prints upsert pages/s over the first and the last tenth of the pages (so a
 slowdown shows; rates include the 16 pooled centroids per page computed by ``Store.upsert``),
@@ -51,6 +52,7 @@ from visdoc.store import CollectionSpec, PagePoint, QueryVectors, open_store  # 
 CHUNK = 500  # pages generated, scored and upserted at a time
 UPSERT = 64  # pages per Store.upsert call
 RAW_BYTES = 750 * 128 * 2 + 2048 * 4  # float16 multivector + float32 dense per page
+TOP = 100  # exact MaxSim ranks kept per query (saved as exact-top100-SIZE.npy for token_pooling.py)
 
 
 def maxsim(query_tokens_t, page_tokens: np.ndarray, n_queries: int) -> np.ndarray:
@@ -92,10 +94,10 @@ def resident() -> tuple[int, int]:
     return int(fields["RssAnon"].split()[0]) * 1024, int(fields["RssFile"].split()[0]) * 1024
 
 
-def measure(data_dir: Path, profile: str, n_pages: int, n_queries: int, truth_file: Path) -> dict:
+def measure(data_dir: Path, profile: str, n_pages: int, n_queries: int, query_pool: int) -> dict:
     """Runs in a fresh process: reopen, resident bytes, cold and warm searches."""
-    truth = np.load(truth_file)
-    queries = SyntheticCorpus(seed=0).queries(n_queries, n_pages=n_pages)
+    truth = np.load(data_dir / f"exact-top{TOP}-{n_pages}.npy")
+    queries = SyntheticCorpus(seed=0).queries(n_queries, n_pages=query_pool)
     vectors = [QueryVectors(queries.dense[q], queries.tokens[q]) for q in range(n_queries)]
     drop_from_page_cache(data_dir / profile)
     anon0, file0 = resident()
@@ -104,27 +106,31 @@ def measure(data_dir: Path, profile: str, n_pages: int, n_queries: int, truth_fi
     out: dict = {"reopen_s": time.perf_counter() - start}
     anon1, file1 = resident()
     out["open_anon"], out["open_file"] = (anon1 - anon0) / n_pages, (file1 - file0) / n_pages
-    for phase in ("cold", "warm"):
-        latencies, found = [], []
-        for query in vectors:
-            start = time.perf_counter()
-            hits = store.search(query, k=10)
-            latencies.append(1000 * (time.perf_counter() - start))
-            found.append([int(h.id.rsplit("-", 1)[1]) for h in hits])
-        out[f"{phase}_p50"], out[f"{phase}_p95"] = (float(x) for x in np.percentile(latencies, [50, 95]))
-        out["recall"] = float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]))
-        out["target"] = float(np.mean([int(t) in f for f, t in zip(found, queries.targets, strict=True)]))
+    for phase, pooled in (("cold", [64]), ("warm", [64, 128])):  # warm: the two first stages alternate
+        latencies: dict[int, list[float]] = {k: [] for k in pooled}
+        found: dict[int, list[list[int]]] = {k: [] for k in pooled}
+        for i, query in enumerate(vectors):
+            for k in pooled[i % 2 :] + pooled[: i % 2]:
+                start = time.perf_counter()
+                hits = store.search(query, k=10, pooled_prefetch=k)
+                latencies[k].append(1000 * (time.perf_counter() - start))
+                found[k].append([int(h.id.rsplit("-", 1)[1]) for h in hits])
+        for k in pooled:
+            name = phase if k == 64 else f"{phase}{k}"
+            out[f"{name}_p50"], out[f"{name}_p95"] = (float(x) for x in np.percentile(latencies[k], [50, 95]))
+            out[f"{name}_recall"] = float(np.mean([len(set(f) & set(t[:10].tolist())) / 10
+                                                   for f, t in zip(found[k], truth, strict=True)]))  # fmt: skip
+            targets = queries.targets
+            out[f"{name}_target"] = float(np.mean([int(t) in f for f, t in zip(found[k], targets, strict=True)]))
     anon2, file2 = resident()
     out["searched_anon"], out["searched_file"] = (anon2 - anon0) / n_pages, (file2 - file0) / n_pages
     store.close()
     return out
 
 
-def measure_in_child(data_dir: Path, profile: str, n_pages: int, n_queries: int, truth: np.ndarray) -> dict:
-    truth_file = data_dir / f"truth-{n_pages}.npy"
-    np.save(truth_file, truth)
+def measure_in_child(data_dir: Path, profile: str, n_pages: int, n_queries: int, query_pool: int) -> dict:
     command = [sys.executable, __file__, "--measure", profile, "--data-dir", str(data_dir), "--queries",
-               str(n_queries), "--sizes", str(n_pages)]  # fmt: skip
+               str(n_queries), "--sizes", str(n_pages), str(query_pool)]  # fmt: skip
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -135,13 +141,14 @@ def main() -> None:
     parser.add_argument("--profiles", nargs="+", default=["fast", "compact", "archive"])
     parser.add_argument("--max-size", nargs="*", default=["fast=30000"], help="PROFILE=PAGES: no larger sizes")
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder, removed at the end")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="default: a temporary folder, removed at the end; a given one keeps the exact "
+                             "top 100 of each size (for token_pooling.py --exact-dir); each collection is "
+                             "removed once its largest size is measured")  # fmt: skip
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # internal: the measuring child
     args = parser.parse_args()
     if args.measure:
-        n_pages = args.sizes[0]
-        print(json.dumps(measure(args.data_dir, args.measure, n_pages, args.queries,
-                                 args.data_dir / f"truth-{n_pages}.npy")))  # fmt: skip
+        print(json.dumps(measure(args.data_dir, args.measure, args.sizes[0], args.queries, args.sizes[1])))
         return
     sizes = sorted(args.sizes)
     limits = {p: int(v) for p, v in (item.split("=") for item in args.max_size)}
@@ -172,7 +179,7 @@ def main() -> None:
             ids = np.broadcast_to(np.arange(done, done + n), scores.shape)
             best_ids = np.concatenate([best_ids, ids], axis=1)
             best_scores = np.concatenate([best_scores, scores], axis=1)
-            keep = np.lexsort((best_ids, -best_scores), axis=1)[:, :10]
+            keep = np.lexsort((best_ids, -best_scores), axis=1)[:, :TOP]
             best_ids, best_scores = np.take_along_axis(best_ids, keep, 1), np.take_along_axis(best_scores, keep, 1)
             truth_s += time.perf_counter() - start
             for profile, store in stores.items():
@@ -187,6 +194,7 @@ def main() -> None:
             if done % 10_000 == 0 or done == size:
                 print(f"  {done:,} pages streamed, {time.perf_counter() - began:,.0f} s (generate {generate_s:.0f} s, "
                       f"exact MaxSim {truth_s:.0f} s)", flush=True)  # fmt: skip
+        np.save(data_dir / f"exact-top{TOP}-{size}.npy", best_ids)
         for profile in list(stores):
             if size > limits.get(profile, sizes[-1]):
                 continue
@@ -198,7 +206,7 @@ def main() -> None:
             tenth = size // 10
             first, last = tenth / upsert_s[profile][:tenth].sum(), tenth / upsert_s[profile][size - tenth : size].sum()
             disk = folder_bytes(data_dir / profile) / size
-            m = measure_in_child(data_dir, profile, size, args.queries, best_ids)
+            m = measure_in_child(data_dir, profile, size, args.queries, sizes[0])
             print(f"{size:>7,} {profile:<8} upsert {first:5.0f} -> {last:5.0f} pages/s ({last / first:.2f}x), "
                   f"optimize {optimize_s:5.1f} s, disk {disk:9,.0f} B/page ({disk / RAW_BYTES:.3f}x raw), "
                   f"reopen {m['reopen_s']:.2f} s, resident after reopen {m['open_anon'] + m['open_file']:8,.0f} "
@@ -206,13 +214,14 @@ def main() -> None:
                   f"{m['searched_anon'] + m['searched_file']:8,.0f} ({m['searched_anon']:,.0f} + "
                   f"{m['searched_file']:,.0f}); default search cold p50 {m['cold_p50']:.1f} / p95 "
                   f"{m['cold_p95']:.1f} ms, warm p50 {m['warm_p50']:.1f} / p95 {m['warm_p95']:.1f} ms, "
-                  f"recall@10 {m['recall']:.3f}, target@10 {m['target']:.2f}", flush=True)  # fmt: skip
+                  f"recall@10 {m['warm_recall']:.3f}, target@10 {m['warm_target']:.2f}; dense 100 + pooled 128: "
+                  f"warm p50 {m['warm128_p50']:.1f} / p95 {m['warm128_p95']:.1f} ms, recall@10 "
+                  f"{m['warm128_recall']:.3f}, target@10 {m['warm128_target']:.2f}", flush=True)  # fmt: skip
             if size < sizes[-1] and size < limits.get(profile, sizes[-1]):
                 stores[profile] = open_store(profile, data_dir=data_dir)
             else:
                 del stores[profile]
-                if args.data_dir is None:
-                    shutil.rmtree(data_dir / profile)
+                shutil.rmtree(data_dir / profile)  # the disk it takes is needed by the next sizes
     print(f"total {time.perf_counter() - began:,.0f} s", flush=True)
     if args.data_dir is None:
         shutil.rmtree(data_dir)

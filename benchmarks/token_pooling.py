@@ -92,14 +92,20 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--verify-size", type=int, default=10_000, help="also pool and scan every page at this size")
     parser.add_argument("--workers", type=int, default=2, help="processes pooling pages")
+    parser.add_argument("--exact-dir", type=Path, default=None,
+                        help="a --data-dir of scale.py: reuse its exact top 100 (same seed and queries)")  # fmt: skip
     args = parser.parse_args()
     corpus = SyntheticCorpus(seed=0)
     rows = []
     with ProcessPoolExecutor(args.workers) as pool:
         for size in args.sizes:
             began = time.perf_counter()
-            queries = corpus.queries(args.queries, n_pages=size)
-            top = exact_top(corpus, queries, size, args.candidates)
+            queries = corpus.queries(args.queries, n_pages=min(args.sizes))  # as scale.py draws them
+            saved = args.exact_dir / f"exact-top100-{size}.npy" if args.exact_dir else None
+            if saved and saved.exists() and args.candidates <= 100:
+                top = np.load(saved)[: args.queries, : args.candidates]
+            else:
+                top = exact_top(corpus, queries, size, args.candidates)
             print(f"{size:,} pages: exact top {args.candidates} in {time.perf_counter() - began:.0f} s", flush=True)
             targets = queries.targets
             unpooled = [row[:10].tolist() for row in top]
