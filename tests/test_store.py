@@ -397,6 +397,24 @@ def test_server_collection_is_created_with_cluster_options():
     assert open_store("c", client=client).spec == spec  # read back from the collection metadata
 
 
+def test_cluster_options_an_existing_server_collection_lacks_are_refused(monkeypatch):
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    open_store("c", CollectionSpec(dim=DIM), client=client).close()
+    original = client.get_collection
+
+    def as_a_server_reports(name):  # local mode has no shards and reports none
+        info = original(name)
+        info.config.params.shard_number, info.config.params.replication_factor = 2, 1
+        return info
+
+    monkeypatch.setattr(client, "get_collection", as_a_server_reports)
+    with pytest.raises(StoreError, match=r"exists with shard_number=2: shard_number: set only when"):
+        open_store("c", CollectionSpec(dim=DIM), client=client, shard_number=4)
+    open_store("c", CollectionSpec(dim=DIM), client=client, shard_number=2, replication_factor=1).close()  # as it is
+
+
 @pytest.mark.skipif(not os.environ.get("QDRANT_URL"), reason="needs a Qdrant server: set QDRANT_URL")
 def test_real_qdrant_server_roundtrip():
     name = f"visdoc-test-{uuid.uuid4().hex[:8]}"

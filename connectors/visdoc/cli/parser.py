@@ -23,6 +23,7 @@ from .commands import (
     run_similarity,
     run_ui,
 )
+from .transfer import add_transfer_commands
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -171,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("--document", required=True, help="document id (see visdoc info)")
     _store_options(delete)
     delete.set_defaults(run=run_delete)
+    add_transfer_commands(subcommands, API_KEY_ENV)
     return parser
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from ..points import PagePoint, point_id
+from .backup import BackupManifest, backup_collection, restore_collection
 from .base import (
     SEARCH_MODES,
     CollectionNotFoundError,
@@ -17,17 +17,20 @@ from .base import (
     StoreError,
     StoreLockedError,
 )
-from .schema import DEFAULT_COLLECTION, LEXICAL, SPEC_FILE, CollectionSpec, Fusion, Hit, PageFilter, Record
-
-DATA_DIR_ENV = "VISDOC_DATA_DIR"
-DEFAULT_DATA_DIR = "visdoc_data"
+from .folder import DATA_DIR_ENV, DEFAULT_DATA_DIR, data_dir_path
+from .schema import DEFAULT_COLLECTION, LEXICAL, SPEC_FILE, CollectionSpec, Fusion, Hit, PageFilter, Record, StoredPoint
+from .transfer import CopyReport, copy_collection
 
 __all__ = [
+    "DATA_DIR_ENV",
+    "DEFAULT_DATA_DIR",
     "LEXICAL",
     "SEARCH_MODES",
     "SPEC_FILE",
+    "BackupManifest",
     "CollectionNotFoundError",
     "CollectionSpec",
+    "CopyReport",
     "DiskFullError",
     "Fusion",
     "Hit",
@@ -39,9 +42,14 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLockedError",
+    "StoredPoint",
+    "backup_collection",
     "check_available",
+    "copy_collection",
+    "data_dir_path",
     "open_store",
     "point_id",
+    "restore_collection",
 ]
 
 
@@ -81,8 +89,3 @@ def check_available(collection: str = DEFAULT_COLLECTION, *, data_dir: str | os.
     from .folder import check_unlocked
 
     check_unlocked(data_dir_path(data_dir) / collection, collection)
-
-
-def data_dir_path(data_dir: str | os.PathLike | None = None) -> Path:
-    """The embedded store's folder: ``data_dir``, else ``$VISDOC_DATA_DIR``, else ``./visdoc_data``."""
-    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)

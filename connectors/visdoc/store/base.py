@@ -27,12 +27,13 @@ from .schema import (
     Hit,
     PageFilter,
     Record,
+    SparseTerms,
+    StoredPoint,
 )
 
 SearchMode = Literal["rerank", "dense", "multivector", "lexical", "hybrid", "mmr"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("rerank", "dense", "multivector", "lexical", "hybrid", "mmr")
 LEXICAL_BATCH = 256  # points whose lexical vectors one call writes (add_lexical)
-SparseTerms = tuple[list[int], list[float]]  # a sparse vector: term indices and their weights
 
 log = logging.getLogger("visdoc.store")
 
@@ -131,6 +132,21 @@ class Store(abc.ABC):
         self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
     ) -> tuple[list[Record], str | None]:
         """One page of points (payload only) and the offset of the next page (None at the end)."""
+
+    @abc.abstractmethod
+    def scroll_ids(
+        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """One page of point ids (nothing else is read), in id order, and the next page's offset."""
+
+    @abc.abstractmethod
+    def retrieve_stored(self, ids: Sequence[str]) -> list[StoredPoint]:
+        """Points by id with every named vector as stored, in the order given; unknown ids are left out."""
+
+    @abc.abstractmethod
+    def upsert_stored(self, points: Sequence[StoredPoint]) -> None:
+        """Insert or replace points read by :meth:`retrieve_stored` (of any backend) as they are:
+        no vector is recomputed. The collection's spec must be the one they were read from."""
 
     def search(
         self,

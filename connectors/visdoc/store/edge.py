@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,7 +41,7 @@ from .folder import (
     read_spec,
     write_spec,
 )
-from .schema import LEXICAL, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record
+from .schema import LEXICAL, SPEC_FILE, CollectionSpec, Hit, PageFilter, Record, StoredPoint
 
 if TYPE_CHECKING:
     from .engine_process import EngineProcess
@@ -142,17 +142,27 @@ class EdgeStore(Store):
 
     @_forwarded
     def upsert(self, points: Sequence[PagePoint]) -> None:
-        if not points:
-            return
+        if points:
+            stored = ((p.id, stored_vectors(p, self.spec), stored_payload(p, self.spec)) for p in points)
+            self._write(stored, len(points), raw_bytes(points, self.spec))
+
+    @_forwarded
+    def upsert_stored(self, points: Sequence[StoredPoint]) -> None:
+        if points:
+            self._write(((p.id, p.vectors, p.payload) for p in points), len(points), sum(p.nbytes for p in points))
+
+    def _write(self, points: Iterable[tuple[str, dict[str, Any], dict[str, Any]]], count: int, raw: int) -> None:
+        """Store ``(id, stored vectors, payload)`` triples whose float32 bytes are ``raw``."""
         qe = self._qe
-        raw = raw_bytes(points, self.spec)
-        self._before_write(upsert_need(raw), f"store {len(points)} pages into collection {self.name!r}")
+        self._before_write(upsert_need(raw), f"store {count} pages into collection {self.name!r}")
         with engine_errors(self.path, f"store pages into collection {self.name!r}"):
-            for start in range(0, len(points), UPDATE_POINTS):  # let other threads (a GPU's feeder) in between
-                chunk = points[start : start + UPDATE_POINTS]
-                # plain lists build Points ~2x faster than numpy arrays in qdrant-edge 0.9
-                batch = [qe.Point(p.id, point_vectors(qe, stored_vectors(p, self.spec)), stored_payload(p, self.spec))
-                         for p in chunk]  # fmt: skip
+            batch: list[Any] = []
+            for pid, vectors, payload in points:  # plain lists build Points ~2x faster than numpy arrays (0.9)
+                batch.append(qe.Point(pid, point_vectors(qe, vectors), payload))
+                if len(batch) == UPDATE_POINTS:  # let other threads (a GPU's feeder) in between
+                    self._shard.update(qe.UpdateOperation.upsert_points(batch))
+                    batch = []
+            if batch:
                 self._shard.update(qe.UpdateOperation.upsert_points(batch))
         self._unflushed += raw
         if self._unflushed >= FLUSH_EVERY_BYTES:
@@ -282,10 +292,18 @@ class EdgeStore(Store):
 
     @_forwarded
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+        return [Record.from_qdrant(r, with_vectors) for r in self._retrieve(ids, with_vectors)]
+
+    @_forwarded
+    def retrieve_stored(self, ids: Sequence[str]) -> list[StoredPoint]:
+        return [StoredPoint.from_qdrant(r) for r in self._retrieve(ids, True)]
+
+    def _retrieve(self, ids: Sequence[str], with_vectors: bool) -> list[Any]:
+        """The engine's records of ``ids``, in that order (unknown ids left out)."""
         if not ids:
             return []
         found = {str(r.id): r for r in self._shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)}
-        return [Record.from_qdrant(found[i], with_vectors) for i in ids if i in found]
+        return [found[i] for i in ids if i in found]
 
     @_forwarded
     def count(self, where: PageFilter | None = None) -> int:
@@ -295,10 +313,21 @@ class EdgeStore(Store):
     def scroll(
         self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
     ) -> tuple[list[Record], str | None]:
-        request = self._qe.ScrollRequest(offset=offset, limit=limit, filter=self._filter(where), with_payload=True,
-                                         with_vector=False)  # fmt: skip
+        records, next_offset = self._scroll(where, limit, offset, with_payload=True)
+        return [Record.from_qdrant(r, False) for r in records], next_offset
+
+    @_forwarded
+    def scroll_ids(
+        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
+    ) -> tuple[list[str], str | None]:
+        records, next_offset = self._scroll(where, limit, offset, with_payload=False)
+        return [str(r.id) for r in records], next_offset
+
+    def _scroll(self, where: PageFilter | None, limit: int, offset: str | None, *, with_payload: bool) -> tuple:
+        request = self._qe.ScrollRequest(offset=offset, limit=limit, filter=self._filter(where),
+                                         with_payload=with_payload, with_vector=False)  # fmt: skip
         records, next_offset = self._shard.scroll(request)
-        return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
+        return records, None if next_offset is None else str(next_offset)
 
     @_forwarded
     def _search(self, plan: SearchPlan) -> list[Hit]:

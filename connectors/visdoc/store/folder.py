@@ -27,8 +27,15 @@ LOCK_FILE = ".lock"
 PENDING_FILE = "optimize.pending"
 _ASIDE = ".interrupted-"  # a shard an interrupted creation left that could not be opened
 _SPEC_TEMP = f".{SPEC_FILE}."  # + pid + ".tmp"
+DATA_DIR_ENV = "VISDOC_DATA_DIR"
+DEFAULT_DATA_DIR = "visdoc_data"
 
 log = logging.getLogger("visdoc.store")
+
+
+def data_dir_path(data_dir: str | os.PathLike | None = None) -> Path:
+    """The embedded store's folder: ``data_dir``, else ``$VISDOC_DATA_DIR``, else ``./visdoc_data``."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
 def read_spec(folder: Path) -> CollectionSpec | None:

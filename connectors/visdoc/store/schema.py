@@ -27,6 +27,7 @@ Datatype = Literal["float32", "float16"]  # Qdrant's uint8 stores pre-quantized 
 Quantization = Literal["none", "scalar", "binary"]
 Distance = Literal["cosine", "dot"]
 Profile = Literal["fast", "compact", "archive"]
+SparseTerms = tuple[list[int], list[float]]  # a sparse vector: term indices and their weights
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def vector_layout(spec: CollectionSpec) -> dict[str, VectorLayout]:
     prefetch = VectorLayout(
         MULTIVECTOR_DIM, "dot", multivector=True, datatype="float16", on_disk=spec.on_disk, hnsw_m=0,
         full_scan_threshold=10,
-    )
+    )  # fmt: skip
     if spec.pool_size:
         layout[POOLED] = prefetch
     if spec.rowcol:
@@ -264,6 +265,42 @@ class Record:
             record.dense = np.asarray(point.vector[DENSE], dtype=np.float32)
             record.multivector = np.asarray(point.vector[MULTI], dtype=np.float32)
         return record
+
+
+@dataclass
+class StoredPoint:
+    """A point as the collection holds it, for moving it without a model: every named vector as
+    stored (``dense`` a list, ``multi``, ``pooled`` and ``rowcol`` lists of rows, ``lexical``
+    :data:`SparseTerms`) and the payload. :meth:`~visdoc.store.Store.upsert_stored` writes it back
+    as it is: nothing is recomputed (token-pooled multivectors stay pooled)."""
+
+    id: str
+    vectors: dict[str, Any]
+    payload: dict[str, Any]
+
+    @classmethod
+    def from_qdrant(cls, point: Any) -> StoredPoint:
+        """From a record of either Qdrant client read with its vectors (a sparse vector has
+        ``indices`` and ``values``)."""
+        vectors = dict(point.vector or {})
+        if LEXICAL in vectors:
+            vectors[LEXICAL] = (list(vectors[LEXICAL].indices), list(vectors[LEXICAL].values))
+        return cls(str(point.id), vectors, dict(point.payload or {}))
+
+    def floats(self) -> int:
+        """Numbers its vectors hold (a sparse vector's indices and weights each count)."""
+        total = 0
+        for name, vector in self.vectors.items():
+            if name == LEXICAL:
+                total += 2 * len(vector[0])
+            else:  # the dense vector is one row of its size; the others are rows of 128
+                total += len(vector) if name == DENSE else len(vector) * MULTIVECTOR_DIM
+        return total
+
+    @property
+    def nbytes(self) -> int:
+        """float32 bytes of its vectors plus its payload's size (as :func:`visdoc.store.disk.raw_bytes`)."""
+        return 4 * self.floats() + len(repr(self.payload))
 
 
 @dataclass

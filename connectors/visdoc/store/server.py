@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..points import INDEXED_FIELDS, PagePoint
 from .base import CollectionNotFoundError, SearchPlan, SparseTerms, Store, StoreError, stored_payload, stored_vectors
-from .schema import DENSE, LEXICAL, MULTI, MULTIVECTOR_DIM, CollectionSpec, Hit, PageFilter, Record, vector_layout
+from .schema import DENSE, LEXICAL, MULTI, CollectionSpec, Hit, PageFilter, Record, StoredPoint, vector_layout
 from .server_queries import point_vectors, query_arguments, server_filter, sparse, sparse_params, vector_params
 
 MAX_REQUEST_BYTES = 16 << 20  # the server refuses requests over 32 MB by default
@@ -63,11 +63,23 @@ class ServerStore(Store):
             self.spec = self._read_spec()
             if spec is not None and spec.dim != self.spec.dim:
                 raise StoreError(f"collection {name!r} stores dim {self.spec.dim}, not {spec.dim}")
+            self._check_cluster_options(shard_number=shard_number, replication_factor=replication_factor,
+                                        write_consistency_factor=write_consistency_factor)  # fmt: skip
         elif spec is None:
             raise CollectionNotFoundError(f"no collection {name!r} on the Qdrant server (ingest something first)")
         else:
             self.spec = spec
             self._create(spec, shard_number, replication_factor, write_consistency_factor)
+
+    def _check_cluster_options(self, **asked: int | None) -> None:
+        """Refuse cluster options that an existing collection does not have (they apply at creation;
+        qdrant-client's local mode, which has no shards, reports none)."""
+        params = self.client.get_collection(self.name).config.params
+        differ = {k: v for k, v in asked.items() if v is not None and getattr(params, k, None) not in (None, v)}
+        if differ:
+            has = ", ".join(f"{k}={getattr(params, k, None)}" for k in differ)
+            raise StoreError(f"collection {self.name!r} exists with {has}: {', '.join(differ)}: set only when a "
+                             "collection is created (change them with Qdrant's cluster API)")  # fmt: skip
 
     def _create(self, spec: CollectionSpec, shards: int | None, replicas: int | None, consistency: int | None) -> None:
         m, layout = self._m, vector_layout(spec)
@@ -99,30 +111,25 @@ class ServerStore(Store):
     # -- writing -----------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[PagePoint]) -> None:
-        for batch in self._batches(points):
-            self.client.upsert(self.name, points=batch, wait=True)
+        self._upload(StoredPoint(p.id, stored_vectors(p, self.spec), stored_payload(p, self.spec)) for p in points)
 
-    def _batches(self, points: Sequence[PagePoint]) -> Iterator[list[Any]]:
-        """PointStructs in requests that stay under ``max_request_bytes``."""
+    def upsert_stored(self, points: Sequence[StoredPoint]) -> None:
+        self._upload(points)
+
+    def _upload(self, points: Iterable[StoredPoint]) -> None:
+        """Upsert in requests that stay under ``max_request_bytes``, each acknowledged before the next."""
         per_float = BYTES_PER_FLOAT[self._grpc]
         batch: list[Any] = []
         size = 0
         for p in points:
-            vectors = stored_vectors(p, self.spec)
-            payload = stored_payload(p, self.spec)
-            terms = vectors.pop(LEXICAL, ([], []))
-            floats = len(vectors[DENSE]) + sum(len(rows) * MULTIVECTOR_DIM for k, rows in vectors.items() if k != DENSE)
-            floats += 2 * len(terms[0])
-            if terms[0]:
-                vectors[LEXICAL] = terms
-            cost = floats * per_float + len(json.dumps(payload, default=str)) + 256
+            cost = p.floats() * per_float + len(json.dumps(p.payload, default=str)) + 256
             if batch and size + cost > self.max_request_bytes:
-                yield batch
+                self.client.upsert(self.name, points=batch, wait=True)
                 batch, size = [], 0
-            batch.append(self._m.PointStruct(id=p.id, vector=point_vectors(self._m, vectors), payload=payload))
+            batch.append(self._m.PointStruct(id=p.id, vector=point_vectors(self._m, p.vectors), payload=p.payload))
             size += cost
         if batch:
-            yield batch
+            self.client.upsert(self.name, points=batch, wait=True)
 
     def delete(self, where: PageFilter) -> None:
         if where.is_empty():
@@ -141,13 +148,18 @@ class ServerStore(Store):
     # -- reading -----------------------------------------------------------------------------
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+        return [Record.from_qdrant(r, with_vectors) for r in self._retrieve(ids, with_vectors)]
+
+    def retrieve_stored(self, ids: Sequence[str]) -> list[StoredPoint]:
+        return [StoredPoint.from_qdrant(r) for r in self._retrieve(ids, True)]
+
+    def _retrieve(self, ids: Sequence[str], with_vectors: bool) -> list[Any]:
+        """The client's records of ``ids``, in that order (unknown ids left out)."""
         if not ids:
             return []
-        found = {
-            str(r.id): r
-            for r in self.client.retrieve(self.name, list(ids), with_payload=True, with_vectors=with_vectors)
-        }
-        return [Record.from_qdrant(found[i], with_vectors) for i in ids if i in found]
+        found = self.client.retrieve(self.name, list(ids), with_payload=True, with_vectors=with_vectors)
+        by_id = {str(r.id): r for r in found}
+        return [by_id[i] for i in ids if i in by_id]
 
     def count(self, where: PageFilter | None = None) -> int:
         return self.client.count(self.name, count_filter=self._filter(where), exact=True).count
@@ -155,10 +167,20 @@ class ServerStore(Store):
     def scroll(
         self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
     ) -> tuple[list[Record], str | None]:
+        records, next_offset = self._scroll(where, limit, offset, with_payload=True)
+        return [Record.from_qdrant(r, False) for r in records], next_offset
+
+    def scroll_ids(
+        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
+    ) -> tuple[list[str], str | None]:
+        records, next_offset = self._scroll(where, limit, offset, with_payload=False)
+        return [str(r.id) for r in records], next_offset
+
+    def _scroll(self, where: PageFilter | None, limit: int, offset: str | None, *, with_payload: bool) -> tuple:
         records, next_offset = self.client.scroll(
-            self.name, scroll_filter=self._filter(where), limit=limit, offset=offset, with_payload=True
+            self.name, scroll_filter=self._filter(where), limit=limit, offset=offset, with_payload=with_payload
         )
-        return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
+        return records, None if next_offset is None else str(next_offset)
 
     def _search(self, plan: SearchPlan) -> list[Hit]:
         m = self._m
