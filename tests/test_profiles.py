@@ -71,6 +71,6 @@ def test_profiles_refuse_unknown_names_and_keep_other_settings():
     spec = CollectionSpec.for_profile("compact", DIM, quantization="binary", token_pool_factor=2)
     assert (spec.multivector_on_disk, spec.on_disk, spec.quantization, spec.token_pool_factor) == (
         True, False, "binary", 2)  # fmt: skip
-    assert CollectionSpec(dim=DIM).profile == "fast"
+    assert CollectionSpec(dim=DIM).profile == "compact"  # the default
     assert CollectionSpec.from_json({"dim": DIM, "on_disk": True}).profile == "archive"
     assert CollectionSpec.from_json({"dim": DIM}).multivector_on_disk is False  # specs written before profiles

@@ -49,10 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="multivector storage type for a new collection (default float16)")  # fmt: skip
     ingest.add_argument("--quantization", default="none", choices=["none", "scalar", "binary"],
                         help="multivector quantization for a new collection, rescored on search")  # fmt: skip
-    ingest.add_argument("--profile", default="fast", choices=["fast", "compact", "archive"],
-                        help="memory placement of a new collection: fast (all in RAM), compact (multivector "
-                             "served from disk: ~10x more pages per GB of RAM), archive (all from disk); "
-                             "see docs/store.md#profiles")  # fmt: skip
+    ingest.add_argument("--profile", default="compact", choices=["fast", "compact", "archive"],
+                        help="memory placement of a new collection: compact (default: the multivector served "
+                             "from disk, ~25 KB of RAM per page), fast (every vector in RAM, ~225 KB per page), "
+                             "archive (every vector from disk); see docs/store.md")  # fmt: skip
     ingest.add_argument("--on-disk", action="store_true",
                         help="serve every vector from disk (memory-mapped): the archive profile")  # fmt: skip
     ingest.add_argument("--pool-size", type=int, default=16,

@@ -48,10 +48,10 @@ class CollectionSpec:
     :meth:`~visdoc.store.Store.add_lexical` adds it.
 
     Where the vectors live (every vector is always stored on disk; these say which are also held
-    in RAM): ``multivector_on_disk`` serves the full multivector, which only reranks a few
-    hundred candidates per search, from disk through the OS page cache, keeping the dense
-    vector, its graph and the pooled centroids in RAM; ``on_disk`` serves every vector's
-    originals from disk. :meth:`for_profile` picks them by name (:data:`PROFILES`).
+    in RAM): ``multivector_on_disk`` (the default ``compact`` profile) serves the full multivector,
+    which only reranks a few hundred candidates per search, from disk through the OS page cache,
+    keeping the dense vector, its graph and the pooled centroids in RAM; ``on_disk`` serves every
+    vector's originals from disk. :meth:`for_profile` picks them by name (:data:`PROFILES`).
     """
 
     dim: int
@@ -60,7 +60,7 @@ class CollectionSpec:
     multivector_datatype: Datatype = "float16"
     quantization: Quantization = "none"
     on_disk: bool = False
-    multivector_on_disk: bool = False
+    multivector_on_disk: bool = True
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     pool_size: int = 16
@@ -90,13 +90,9 @@ class CollectionSpec:
         return cls(dim=dim, **{**PROFILES[profile], **settings})
 
     @property
-    def profile(self) -> str:
-        """The profile whose placement this spec has, or ``custom``."""
-        placement = {"on_disk": self.on_disk, "multivector_on_disk": self.multivector_on_disk}
-        for name, settings in PROFILES.items():
-            if placement == {"on_disk": False, "multivector_on_disk": False, **settings}:
-                return name
-        return "custom"
+    def profile(self) -> Profile:
+        """The profile whose placement this spec has."""
+        return "archive" if self.on_disk else "compact" if self.multivector_on_disk else "fast"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,21 +102,20 @@ class CollectionSpec:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known.setdefault("pool_size", 0)  # written before pooled vectors existed
         known.setdefault("lexical", False)  # written before lexical vectors existed
+        known.setdefault("multivector_on_disk", False)  # written before profiles: every vector in RAM
         return cls(**known)
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # every vector in RAM: the lowest latency; ~225 KB resident per page (float16 multivector)
-    "fast": {},
-    # the multivector served from disk, the first stages in RAM: same results, ~10x fewer bytes
-    # resident per page, a little slower while the page cache is cold (docs/store.md#profiles)
-    "compact": {"multivector_on_disk": True},
-    # every original from disk: the least RAM, the slowest on a cold cache
-    "archive": {"on_disk": True},
+    # every vector in RAM: ~225 KB resident per page (the float16 multivector), the lowest latency
+    # on a cold page cache
+    "fast": {"on_disk": False, "multivector_on_disk": False},
+    # the default: the multivector served from disk, the first stages in RAM: the same results and
+    # warm latency, ~25 KB resident per page (docs/store.md#profiles-which-vectors-stay-in-ram)
+    "compact": {"on_disk": False, "multivector_on_disk": True},
+    # every original from disk: the least RAM, slower while the page cache is cold
+    "archive": {"on_disk": True, "multivector_on_disk": True},
 }
-DEFAULT_PROFILE: Profile = "fast"
-
-
 @dataclass(frozen=True)
 class VectorLayout:
     """How one named vector is stored, in neither client's terms: the embedded backend and the

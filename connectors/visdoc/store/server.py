@@ -106,7 +106,8 @@ class ServerStore(Store):
         vectors = config.params.vectors
         if not isinstance(vectors, dict) or DENSE not in vectors or MULTI not in vectors:
             raise StoreError(f"collection {self.name!r} was not made by visdoc (no {DENSE!r}/{MULTI!r} vectors)")
-        return CollectionSpec(dim=vectors[DENSE].size, lexical=LEXICAL in (config.params.sparse_vectors or {}))
+        return CollectionSpec(dim=vectors[DENSE].size, lexical=LEXICAL in (config.params.sparse_vectors or {}),
+                              on_disk=bool(vectors[DENSE].on_disk), multivector_on_disk=bool(vectors[MULTI].on_disk))
 
     # -- writing -----------------------------------------------------------------------------
 
