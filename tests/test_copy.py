@@ -245,3 +245,51 @@ def test_cli_copy_names_collections_by_folder_or_url(tmp_path, monkeypatch, caps
         "http://server:6333", "k", 3, 2)  # fmt: skip
     assert main(["copy", "http://server:6333/copied", str(tmp_path / "back")]) == 0
     assert "copied 12 points from http://server:6333/copied to" in capsys.readouterr().out
+
+
+COPY_TO_SERVER = """
+import sys
+from qdrant_client import QdrantClient
+from visdoc.store import copy_collection, open_store
+
+with open_store("src", data_dir=sys.argv[1]) as source:
+    server = QdrantClient(path=sys.argv[2])  # qdrant-client's local mode stands in for a server
+    with open_store("mid", source.spec, client=server) as target:
+        copy_collection(source, target, batch_bytes=int(sys.argv[3]), show_progress=True)
+    server.close()
+"""
+
+
+def test_a_copy_to_a_server_killed_midway_finishes_when_run_again_and_comes_back_equal(tmp_path):
+    """embedded -> server (killed, then re-run) -> embedded: the same ids, payloads and vectors."""
+    script = tmp_path / "copy_to_server.py"
+    script.write_text(COPY_TO_SERVER)
+    with open_store("src", CollectionSpec(dim=8, model="m"), data_dir=tmp_path) as source:
+        source.upsert(pages(300, dim=8, tokens=6))
+    server_path = str(tmp_path / "q")
+    run = subprocess.Popen([sys.executable, str(script), str(tmp_path), server_path, "1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=os.environ | {"TQDM_MININTERVAL": "0"})  # fmt: skip
+    seen, done = b"", 0
+    deadline = time.monotonic() + 60
+    while done < 40 and time.monotonic() < deadline and run.poll() is None:
+        if select.select([run.stderr], [], [], 1)[0]:
+            seen += os.read(run.stderr.fileno(), 4096)
+            done = max([int(n) for n in re.findall(rb"(\d+)/300", seen)] or [0])
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL, seen.decode()[-2000:]
+    client = QdrantClient(path=server_path)
+    with open_store("src", data_dir=tmp_path) as source:
+        server = open_store("mid", client=client)
+        kept = server.count()
+        assert 40 <= kept < 300
+        report = copy_collection(source, server)  # the re-run
+        assert (report.total, report.copied, report.present) == (300, 300 - kept, kept)
+        back = open_store("back", server.spec, data_dir=tmp_path)
+        copy_collection(server, back)
+        ids = all_ids(source)
+        assert all_ids(server) == all_ids(back) == ids and back.count() == 300  # no duplicates, none missing
+        assert_same_points(source, back, ids)
+        back.close()
+        server.close()
+    client.close()
