@@ -74,3 +74,22 @@ def test_profiles_refuse_unknown_names_and_keep_other_settings():
     assert CollectionSpec(dim=DIM).profile == "compact"  # the default
     assert CollectionSpec.from_json({"dim": DIM, "on_disk": True}).profile == "archive"
     assert CollectionSpec.from_json({"dim": DIM}).multivector_on_disk is False  # specs written before profiles
+
+
+def test_the_default_search_passes_on_more_pooled_candidates_in_a_larger_collection(tmp_path, monkeypatch):
+    from visdoc.store import base, schema
+
+    assert [schema.pooled_prefetch_for(n) for n in (1, 20_000, 20_001, 10**6)] == [64, 64, 128, 128]
+    store = open_store("pages", CollectionSpec(dim=DIM), data_dir=tmp_path)
+    store.upsert(make_points(12))
+    plans = []
+    monkeypatch.setattr(store, "_search", lambda plan: plans.append(plan) or [])
+    query = QueryVectors(unit(np.ones(DIM)), unit(np.ones((3, 128))))
+    store.search(query)
+    store.search(query, pooled_prefetch=7)
+    monkeypatch.setattr(store, "count", lambda where=None: 50_000)
+    store.search(query)  # the count is reused for a while...
+    monkeypatch.setattr(base, "SIZE_TTL", 0.0)
+    store.search(query)  # ...then counted again
+    assert [p.first_stages["pooled"] for p in plans] == [64, 10, 64, 128]  # 7 < k=10: k
+    store.close()

@@ -33,7 +33,7 @@ def search(
     k: int = 10,
     mode: SearchMode = "rerank",
     prefetch: int = DEFAULT_PREFETCH,
-    pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
+    pooled_prefetch: int | None = DEFAULT_POOLED_PREFETCH,
     where: PageFilter | None = None,
     image: bool = False,
     lexical_prefetch: int = DEFAULT_LEXICAL_PREFETCH,

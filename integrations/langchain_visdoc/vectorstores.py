@@ -84,7 +84,7 @@ class VisdocVectorStore(VectorStore):
         client: Any = None,
         store: Store | None = None,
         prefetch: int = DEFAULT_PREFETCH,
-        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
+        pooled_prefetch: int | None = DEFAULT_POOLED_PREFETCH,
         retrieval_mode: RetrievalMode | str = RetrievalMode.DENSE,
         lexical_prefetch: int | None = None,
         fusion: Fusion | None = None,

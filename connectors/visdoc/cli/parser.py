@@ -90,8 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH,
                       help=f"dense candidates reranked (default {DEFAULT_PREFETCH})")  # fmt: skip
     find.add_argument("--pooled-prefetch", type=int, default=DEFAULT_POOLED_PREFETCH,
-                      help="candidates from the pooled token centroids, reranked too "
-                           f"(default {DEFAULT_POOLED_PREFETCH})")  # fmt: skip
+                      help="candidates from the pooled token centroids, reranked too (default: 64, "
+                           "or 128 in a collection of more than 20,000 pages)")  # fmt: skip
     fused = find.add_argument_group("hybrid and mmr")
     fused.add_argument("--lexical-prefetch", type=int, default=DEFAULT_LEXICAL_PREFETCH,
                        help=f"hybrid: BM25 candidates fused (default {DEFAULT_LEXICAL_PREFETCH})")  # fmt: skip

@@ -50,7 +50,7 @@ def run_evaluation(
     modes: Sequence[str] = OTHER_MODES,
     k: int = 10,
     prefetch: int = DEFAULT_PREFETCH,
-    pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
+    pooled_prefetch: int | None = DEFAULT_POOLED_PREFETCH,
     lexical_prefetch: int = DEFAULT_LEXICAL_PREFETCH,
     fusion: Fusion = Fusion(),  # noqa: B008 - frozen
     mmr_lambda: float = 0.5,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -29,11 +30,13 @@ from .schema import (
     Record,
     SparseTerms,
     StoredPoint,
+    pooled_prefetch_for,
 )
 
 SearchMode = Literal["rerank", "dense", "multivector", "lexical", "hybrid", "mmr"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("rerank", "dense", "multivector", "lexical", "hybrid", "mmr")
 LEXICAL_BATCH = 256  # points whose lexical vectors one call writes (add_lexical)
+SIZE_TTL = 30.0  # seconds a collection's point count is reused by searches (pooled_prefetch_for)
 
 log = logging.getLogger("visdoc.store")
 
@@ -155,7 +158,7 @@ class Store(abc.ABC):
         k: int = 10,
         mode: SearchMode = "rerank",
         prefetch: int = DEFAULT_PREFETCH,
-        pooled_prefetch: int = DEFAULT_POOLED_PREFETCH,
+        pooled_prefetch: int | None = DEFAULT_POOLED_PREFETCH,
         lexical_prefetch: int = DEFAULT_LEXICAL_PREFETCH,
         where: PageFilter | None = None,
         fusion: Fusion = Fusion(),  # noqa: B008 - frozen
@@ -165,8 +168,9 @@ class Store(abc.ABC):
         """Top ``k`` pages. ``where`` filters every stage of every mode.
 
         ``rerank``: candidates from the dense vector (``prefetch``) and from the pooled token
-        centroids (``pooled_prefetch``, when the collection has them), reranked by exact MaxSim
-        on the full multivector. ``dense`` and ``multivector`` (exact MaxSim) use one stage.
+        centroids (``pooled_prefetch``, when the collection has them; None: 64, or 128 past 20,000
+        points, :func:`~visdoc.store.schema.pooled_prefetch_for`), reranked by exact MaxSim on
+        the full multivector. ``dense`` and ``multivector`` (exact MaxSim) use one stage.
         ``lexical``: BM25 of ``query.text`` against the pages' text (IDF from the engine);
         refused for a query without text (an image). ``hybrid``: one query fusing (``fusion``)
         the ``lexical_prefetch`` best BM25 pages with the ``max(prefetch, k)`` best of ``rerank``:
@@ -217,10 +221,20 @@ class Store(abc.ABC):
             mmr_candidates=mmr_candidates or max(prefetch, k),
         )
         if mode in ("rerank", "hybrid", "mmr"):
+            if pooled_prefetch is None:
+                pooled_prefetch = pooled_prefetch_for(self._size())
             plan.first_stages = first_stages(self.spec, prefetch, pooled_prefetch, k)
             if POOLED in plan.first_stages or ROWCOL in plan.first_stages:  # both are scored with query sums
                 plan.pooled = pool_query(multi).tolist()
         return self._search(plan)
+
+    def _size(self) -> int:
+        """The collection's point count, counted again at most every :data:`SIZE_TTL` seconds."""
+        counted = getattr(self, "_counted", None)
+        now = time.monotonic()
+        if counted is None or now - counted[0] > SIZE_TTL:
+            self._counted = counted = (now, self.count())
+        return counted[1]
 
     def _warn_no_lexical(self) -> None:
         if not getattr(self, "_warned_no_lexical", False):

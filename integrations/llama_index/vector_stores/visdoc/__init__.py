@@ -83,7 +83,7 @@ class VisdocVectorStore(BasePydanticVectorStore):
     url: str | None = None
     embedding_url: str | None = None
     prefetch: int = DEFAULT_PREFETCH
-    pooled_prefetch: int = DEFAULT_POOLED_PREFETCH
+    pooled_prefetch: int | None = DEFAULT_POOLED_PREFETCH
 
     _model: Any = PrivateAttr(default=None)
     _store: Any = PrivateAttr(default=None)
