@@ -5,7 +5,8 @@ projector is a plain ``Linear``, and the three task adapters are peft LoRA adapt
 resident; :meth:`Network.use_task` switches between them. By default the adapters run unmerged
 (``W x + B A x``, as the reference does); with ``merge_adapters`` the active task's low-rank
 update is folded into the weights (one matmul per layer instead of three; bf16 rounding differs
-slightly), and switching task restores the original weights from a host copy first.
+slightly), and switching task restores the original weights from a host copy first, in place:
+compiled blocks keep their graphs across task switches.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .checkpoint import ADAPTER_DIR, Checkpoint
 from .errors import CheckpointError
 
 PROJECTOR = "multi_vector_projector"
+MERGED = "visdoc-merged"  # what a merged layer's ``merged_adapters`` holds, whatever the task (see ``_merge``)
 
 
 class Network(nn.Module):
@@ -32,6 +34,7 @@ class Network(nn.Module):
         self._set_adapter: Callable[[str], None] | None = None  # peft's switch, set on load
         self._task: str | None = None
         self.merge_adapters = False
+        self.compiled = False  # whether compile_towers ran
         self._original_weights: dict[str, torch.Tensor] = {}  # host copies of merged weights
 
     def use_task(self, task: str) -> None:
@@ -67,21 +70,23 @@ class Network(nn.Module):
         self.merge_adapters = False
         self._original_weights.clear()  # ~5.6 GB of pinned host memory for the full model
 
-    def compile_towers(self) -> None:
+    def compile_towers(self, backend: str | Callable = "inductor") -> None:
         """Compile each repeated block of both towers with ``torch.compile`` (regional compilation:
         the blocks share their code, so one compilation per block kind, task and modality serves
         every layer, in seconds instead of minutes for whole towers). What it buys is fused
         elementwise work: norms, rotary embeddings, SwiGLU, residuals and LoRA updates.
 
         A vision block whose attention loops over windows in Python (``sdpa``, ``eager``) keeps
-        its attention out of the graph: compiling would unroll the loop, once per window count."""
+        its attention out of the graph: compiling would unroll the loop, once per window count.
+        ``backend`` is ``torch.compile``'s (tests count compilations with their own)."""
         windows_in_one_call = "flash" in self.model.visual.config._attn_implementation
         for block in self.model.visual.blocks:
             parts = (block,) if windows_in_one_call else (block.norm1, block.norm2, block.mlp)
             for part in parts:
-                part.compile(dynamic=True)
+                part.compile(dynamic=True, backend=backend)
         for layer in self.model.language_model.layers:
-            layer.compile(dynamic=True)
+            layer.compile(dynamic=True, backend=backend)
+        self.compiled = True
 
     def _lora_layers(self) -> Iterator[tuple[str, nn.Module]]:
         return ((n, m) for n, m in self.named_modules() if hasattr(m, "lora_A") and hasattr(m, "merged_adapters"))
@@ -100,7 +105,9 @@ class Network(nn.Module):
             original = self._original_weights[name].to(weight.device, torch.float32, non_blocking=True)
             delta = layer.lora_B[task].weight.float() @ layer.lora_A[task].weight.float()
             weight.copy_((original + delta * layer.scaling[task]).to(weight.dtype))
-            layer.merged_adapters = [task]  # peft then runs the base layer alone
+            # peft then runs the base layer alone; one name for every task, so compiled graphs, which
+            # guard on it, stay valid across task switches (the weights change in place)
+            layer.merged_adapters = [MERGED]
 
 
 def backbone_config(ckpt: Checkpoint):  # noqa: ANN201 - transformers' Qwen2_5_VLConfig

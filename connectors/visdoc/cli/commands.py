@@ -11,6 +11,9 @@ from typing import Any
 from .. import points
 from ..checkpoint import DEFAULT_MODEL
 from ..errors import VisdocError
+from .loading import load_model as _load_model
+from .loading import local_model as _local_model
+from .loading import pages_at_least, speed_flags
 
 URL_ENV = "QDRANT_URL"
 API_KEY_ENV = "QDRANT_API_KEY"
@@ -63,16 +66,6 @@ def run_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def _speed_note(args: argparse.Namespace) -> str:
-    chosen = [text for flag, text in ((args.merge_adapters, "merged adapters"), (args.compile, "compiled")) if flag]
-    return f" ({', '.join(chosen)})" if chosen else ""
-
-
-def _loading(args: argparse.Namespace) -> dict[str, Any]:
-    """``JinaV4.from_pretrained`` keywords chosen on the command line."""
-    return {"device": args.device, "dtype": args.dtype, "compile": args.compile, "merge_adapters": args.merge_adapters}
-
-
 def run_similarity(args: argparse.Namespace) -> int:
     from ..scoring import cosine, maxsim
 
@@ -91,23 +84,6 @@ def run_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4 or RemoteJinaV4
-    from ..encoder.local import JinaV4
-
-    if args.embedding_url:
-        if _speed_note(args):
-            print("note: --merge-adapters/--compile apply to a local model, not to --embedding-url", file=sys.stderr)
-        return JinaV4.remote(args.embedding_url, api_key=args.embedding_api_key)
-    return _local_model(args, name)
-
-
-def _local_model(args: argparse.Namespace, name: str):  # noqa: ANN202 - JinaV4
-    from ..encoder.local import JinaV4
-
-    print(f"loading {name}{_speed_note(args)} ...", file=sys.stderr)
-    return JinaV4.from_pretrained(name, **_loading(args))
-
-
 def run_serve(args: argparse.Namespace) -> int:
     from ..server import Limits, check_exposure, serve
 
@@ -120,7 +96,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_queue_items=args.max_queue,
         allow_image_urls=args.allow_image_urls,
     )
-    model = _local_model(args, args.model)
+    model = _local_model(args, args.model, long_running=True)
     auth = "bearer token required" if args.api_key else "no authentication"
     print(f"serving {model.name} on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
     ui = None if args.no_ui else _ui_settings(args)
@@ -166,12 +142,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    from ..encoder.speed import LONG_INGEST_PAGES
     from ..ingest import Ingestor
 
     _check_collection_free(args)  # before loading the model (or starting Ray)
     if args.ray:
         return _ingest_on_ray(args)
-    model = _load_model(args, args.model)
+    long_running = pages_at_least(args.paths, LONG_INGEST_PAGES)  # compiling pays back on a GPU (see encoder.speed)
+    model = _load_model(args, args.model, long_running=long_running)
     spec = _collection_spec(args, model.dims, model.name)
     options = {"workers": args.workers, "batch_size": args.batch_size, "max_pixels": args.max_pixels}
     return _store_ingestion(args, spec, lambda store: Ingestor(model, store, **options))
@@ -185,7 +163,8 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
         raise VisdocError(f"--ray embeds with model replicas in Ray actors: unset --embedding-url/${EMBEDDING_URL_ENV}")
     options = {"actors": args.actors, "gpus_per_actor": args.gpus_per_actor, "cpus_per_actor": args.cpus_per_actor,
                "batch_size": args.batch_size, "max_pixels": args.max_pixels, "dtype": args.dtype,
-               "compile": args.compile, "merge_adapters": args.merge_adapters, "address": args.address}  # fmt: skip
+               "address": args.address}  # fmt: skip
+    options["merge_adapters"], options["compile"] = speed_flags(args)  # None: on for GPU actors
     checkpoint = read_config(args.model)  # config and tokenizer only: the actors fetch and load the weights
     spec = _collection_spec(args, checkpoint.dims, str(args.model))
     return _store_ingestion(args, spec, lambda store: RayIngestor(args.model, store, checkpoint=checkpoint, **options))

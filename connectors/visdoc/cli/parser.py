@@ -6,6 +6,7 @@ import argparse
 import os
 
 from ..checkpoint import DEFAULT_MODEL, MODEL_ENV
+from ..encoder.speed import LONG_INGEST_PAGES
 from ..store.base import SEARCH_MODES
 from ..store.schema import DEFAULT_LEXICAL_PREFETCH, DEFAULT_POOLED_PREFETCH, DEFAULT_PREFETCH, Fusion
 from .commands import (
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest = subcommands.add_parser("ingest", help="embed PDFs, images and text files into a collection")
     ingest.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
     _store_options(ingest)
-    _model_options(ingest)
+    _model_options(ingest, speed=f"on CUDA from {LONG_INGEST_PAGES} pages found, and on Ray GPU actors")
     ingest.add_argument("--dim", type=int, default=None, help="dense Matryoshka size for a new collection")
     ingest.add_argument("--task", default="retrieval", help="task adapter for a new collection")
     ingest.add_argument("--datatype", default="float16", choices=["float32", "float16"],
@@ -118,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
                             "still answers only loopback clients)")  # fmt: skip
     server.add_argument("--device", default=None)
     server.add_argument("--dtype", default=None)
-    _speed_options(server)
+    _speed_options(server, "on CUDA")
     server.add_argument("--max-items", type=int, default=512, help="inputs per request")
     server.add_argument("--max-body-mb", type=int, default=64, help="request body size")
     server.add_argument("--max-text-chars", type=int, default=100_000, help="characters per text")
@@ -205,7 +206,7 @@ def _ui_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-upload-mb", type=int, default=100, help="largest file the page accepts (default 100)")
 
 
-def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL) -> None:
+def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL, speed: str = "off") -> None:
     fallback = "the collection's model" if default is None else default
     parser.add_argument(
         "--model",
@@ -222,12 +223,16 @@ def _model_options(parser: argparse.ArgumentParser, default: str | None = DEFAUL
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
-    _speed_options(parser)
+    _speed_options(parser, speed)
 
 
-def _speed_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--merge-adapters", action="store_true",
-                        help="fold the task adapter into the weights: faster for one task per process (switching "
-                             "task rebuilds the weights); bf16 cosine moves by ~1e-4")  # fmt: skip
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the model's blocks: much faster on GPU, after a ~20 s warm-up")  # fmt: skip
+def _speed_options(parser: argparse.ArgumentParser, default: str = "off") -> None:
+    """Merged adapters and compilation; ``default`` says when they are on unless asked otherwise."""
+    parser.add_argument("--merge-adapters", action=argparse.BooleanOptionalAction, default=None,
+                        help="fold the task adapter into the weights: faster; bf16 cosine moves by ~1e-4 "
+                             f"(default: {default})")  # fmt: skip
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model's blocks: much faster on GPU, after a ~20 s warm-up once "
+                             f"per process (default: {default})")  # fmt: skip
+    exact = "unmerged and uncompiled (the reference arithmetic): --no-merge-adapters --no-compile"
+    parser.add_argument("--exact", action="store_true", help=exact)

@@ -29,6 +29,7 @@ from .contract import EncodeResult
 from .device import pick_attention, pick_device, pick_dtype
 from .forward import final_hidden, run_batch
 from .late_chunking import LateChunks
+from .speed import speed_choice
 
 if TYPE_CHECKING:
     import torch
@@ -93,8 +94,9 @@ class JinaV4:
         revision: str | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
-        merge_adapters: bool = False,
-        compile: bool = False,
+        merge_adapters: bool | None = None,
+        compile: bool | None = None,
+        long_running: bool = False,
         preprocess_workers: int | None = None,
         random_weights: bool = False,
     ) -> JinaV4:
@@ -106,7 +108,9 @@ class JinaV4:
         ``sdpa`` (padded batches; the default on CPU) or ``eager``. ``max_batch_tokens`` bounds
         the tokens (padded ones included) per forward pass. ``merge_adapters`` folds the active
         task's LoRA into the weights (faster; bf16 results move by ~1e-3 in cosine, see
-        docs/model.md). ``compile`` runs the towers through ``torch.compile``.
+        docs/model.md). ``compile`` runs the towers' blocks through ``torch.compile`` (~20 s on the
+        first batches). Either left ``None`` follows :func:`~visdoc.encoder.speed.fast_path`: on
+        only for ``long_running`` work on CUDA, so by default a model is unmerged and uncompiled.
         ``preprocess_workers`` threads decode and patchify the next batches' images while the
         model runs the current one (default: up to 8 on CUDA, none on CPU). ``random_weights``
         makes the checkpoint's shape with random weights on the device, ignoring weight files
@@ -119,6 +123,7 @@ class JinaV4:
         dev = pick_device(device)
         torch_dtype = pick_dtype(dtype, dev)
         attn = pick_attention(attn_implementation, dev, torch_dtype)
+        merge_adapters, compile = speed_choice(dev, long_running, merge_adapters=merge_adapters, compile=compile)
         build = random_network if random_weights else load_network
         network = build(ckpt, device=dev, dtype=torch_dtype, attn_implementation=attn, merge_adapters=merge_adapters)
         if compile:

@@ -64,7 +64,7 @@ class RayIngestor:
     disconnects at the end; ``init_options`` go to ``ray.init`` for a new local instance.
     ``checkpoint`` saves reading the model's configuration again when the caller has it.
     ``dtype``, ``compile`` and ``merge_adapters`` are how each actor loads its model
-    (:meth:`JinaV4.from_pretrained`).
+    (:meth:`JinaV4.from_pretrained`); left None, GPU actors merge and compile (long-running work).
     """
 
     def __init__(
@@ -80,8 +80,8 @@ class RayIngestor:
         chunk_tokens: int = 512,
         chunk_overlap: int = 64,
         dtype: str | None = None,
-        compile: bool = False,
-        merge_adapters: bool = False,
+        compile: bool | None = None,
+        merge_adapters: bool | None = None,
         address: str | None = None,
         remote_writes: bool | None = None,
         writers: int | None = None,
@@ -108,7 +108,7 @@ class RayIngestor:
         self.max_pixels = max_pixels
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
-        self.loading = {"dtype": dtype, "compile": compile, "merge_adapters": merge_adapters}
+        self.loading = {"dtype": dtype, "compile": compile, "merge_adapters": merge_adapters, "long_running": True}
         self.address = address
         self.client_options = _client_options(store)
         if remote_writes and self.client_options is None:
@@ -268,11 +268,15 @@ class _Embedder:
         import torch
 
         from ..encoder import JinaV4
+        from ..encoder.speed import WARM_UP_NOTE, warm_up
 
         if device == "cpu":
             torch.set_num_threads(threads)  # the cores Ray reserved for this actor, not the machine's
         self.model = JinaV4.from_pretrained(model, device=device, **loading)
         self.model.name = name  # as the driver was given it, whatever path this node loads from
+        if self.model.network.compiled:
+            print(f"{WARM_UP_NOTE} ...", file=sys.stderr, flush=True)  # in the actor's log
+            warm_up(self.model)
         self.spec = spec
         self.max_pixels = max_pixels
 
