@@ -13,9 +13,11 @@ target page. This measures, at each corpus size, how often that page is in the t
   scored as well, and the script prints for how many queries the full pooled scan's top 10
   equals the candidates' (so the restriction to candidates can be judged).
 
-Beside it, as before, agreement: nDCG@10 of each ranking against the exact top 10 (graded
-10..1, pytrec_eval). The ratio ``xF / none`` of target recall@10 is the figure to judge pooling
-by (issue 19's target: >= 0.97 for x3).
+The target is nearly always in the top 10 on this page model, so the target's rank is printed as
+well: the share of queries whose target is first (target@1) and the mean reciprocal rank of the
+target within the top 10 (MRR@10). Beside them, as before, agreement: nDCG@10 of each ranking
+against the exact top 10 (graded 10..1, pytrec_eval). The ratio ``xF / none`` of target
+recall@10 is the figure to judge pooling by (issue 19's target: >= 0.97 for x3).
 
     python benchmarks/token_pooling.py [--sizes 10000 100000] [--factors 2 3] [--queries 100]
         [--candidates 100] [--verify-size 10000] [--workers 2]
@@ -58,6 +60,13 @@ def pooled_scores(query_tokens: np.ndarray, pooled: list[np.ndarray]) -> np.ndar
     sims = flat @ query_tokens.T  # [sum tokens, query tokens]
     bounds = np.cumsum([0] + [len(p) for p in pooled])
     return np.array([sims[lo:hi].max(axis=0).sum() for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
+
+
+def target_ranks(targets: np.ndarray, found: list[list[int]]) -> tuple[float, float, float]:
+    """(target recall@10, target@1, MRR@10 of the target) over the queries."""
+    ranks = [f[:10].index(int(t)) + 1 if int(t) in f[:10] else None for t, f in zip(targets, found, strict=True)]
+    return (float(np.mean([r is not None for r in ranks])), float(np.mean([r == 1 for r in ranks])),
+            float(np.mean([1 / r if r else 0.0 for r in ranks])))  # fmt: skip
 
 
 def agreement(truth: np.ndarray, found: list[list[int]]) -> float:
@@ -109,8 +118,7 @@ def main() -> None:
             print(f"{size:,} pages: exact top {args.candidates} in {time.perf_counter() - began:.0f} s", flush=True)
             targets = queries.targets
             unpooled = [row[:10].tolist() for row in top]
-            rows.append((size, "none", np.mean([t in f for t, f in zip(targets, unpooled, strict=True)]),
-                         agreement(top, unpooled), ""))  # fmt: skip
+            rows.append((size, "none", *target_ranks(targets, unpooled), agreement(top, unpooled), ""))
             verify = size == args.verify_size
             for factor in args.factors:
                 start = time.perf_counter()
@@ -132,14 +140,15 @@ def main() -> None:
                     full_recall = np.mean([t in f for t, f in zip(targets, full, strict=True)])
                     note += (f"; full pooled scan: same top 10 for {same}/{args.queries} queries, target "
                              f"recall@10 {full_recall:.3f}")  # fmt: skip
-                recall = np.mean([t in f for t, f in zip(targets, found, strict=True)])
-                rows.append((size, f"x{factor}", recall, agreement(top, found), note))
+                recall, first, mrr = target_ranks(targets, found)
+                rows.append((size, f"x{factor}", recall, first, mrr, agreement(top, found), note))
                 print(f"{size:,} pages, x{factor}: target recall@10 {recall:.3f} ({note})", flush=True)
     print(f"\n{args.queries} queries; pooled rows rerank the exact top {args.candidates} + the target page")
-    print(f"{'pages':>7}  {'pooling':<7} {'target recall@10':>16} {'vs none':>7} {'agreement nDCG@10':>17}")
-    base = {size: recall for size, name, recall, _, _ in rows if name == "none"}
-    for size, name, recall, ndcg, _ in rows:
-        print(f"{size:7,}  {name:<7} {recall:16.3f} {recall / base[size]:7.3f} {ndcg:17.4f}")
+    print(f"{'pages':>7}  {'pooling':<7} {'target recall@10':>16} {'vs none':>7} {'target@1':>8} {'MRR@10':>6} "
+          f"{'agreement nDCG@10':>17}")  # fmt: skip
+    base = {size: recall for size, name, recall, *_ in rows if name == "none"}
+    for size, name, recall, first, mrr, ndcg, _ in rows:
+        print(f"{size:7,}  {name:<7} {recall:16.3f} {recall / base[size]:7.3f} {first:8.3f} {mrr:6.3f} {ndcg:17.4f}")
 
 
 if __name__ == "__main__":
