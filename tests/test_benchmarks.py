@@ -66,3 +66,30 @@ def test_store_benchmark_times_every_search_mode_on_one_store():
     assert rows["120", "mmr"][2] == "1" and rows["120", "hybrid"][2] == "6"  # queries timed per mode
     assert float(rows["120", "hybrid"][-1]) == 1.0  # target@10: the vectors and the code find the target
     assert "120 pages: hybrid p50 / rerank p50 = " in result.stdout
+
+
+def test_scale_benchmark_measures_every_profile_at_every_size_and_streams_the_exact_ranking(tmp_path):
+    script = SCRIPT.parent / "scale.py"
+    command = [sys.executable, str(script), "--sizes", "150", "300", "--queries", "4", "--max-size", "fast=150",
+               "--data-dir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {tuple(line.split()[:2]): line for line in result.stdout.splitlines() if "upsert" in line}
+    assert set(rows) == {("150", "fast"), ("150", "compact"), ("150", "archive"), ("300", "compact"),
+                         ("300", "archive")}  # fmt: skip
+    for line in rows.values():
+        for figure in ("pages/s", "B/page", "reopen", "resident after reopen", "cold p50", "warm p50", "recall@10"):
+            assert figure in line, line
+    assert "recall@10 1.000" in rows["150", "compact"]  # 4 queries, 150 pages: the first stages find the exact top 10
+    assert not (tmp_path / "compact").exists() and (tmp_path / "exact-top100-300.npy").is_file()
+
+
+def test_token_pooling_benchmark_reports_target_recall_beside_agreement():
+    script = SCRIPT.parent / "token_pooling.py"
+    command = [sys.executable, str(script), "--sizes", "200", "--queries", "4", "--candidates", "20",
+               "--verify-size", "200", "--factors", "3"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "full pooled scan: same top 10 for" in result.stdout
+    rows = {line.split()[1]: line.split() for line in result.stdout.splitlines() if line.startswith("    200")}
+    assert set(rows) == {"none", "x3"} and rows["none"][2:4] == ["1.000", "1.000"]
