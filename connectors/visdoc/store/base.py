@@ -130,17 +130,22 @@ class Store(abc.ABC):
     def count(self, where: PageFilter | None = None) -> int:
         """Number of points matching the filter (all points without one)."""
 
-    @abc.abstractmethod
     def scroll(
         self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
     ) -> tuple[list[Record], str | None]:
         """One page of points (payload only) and the offset of the next page (None at the end)."""
+        return self._scroll(where, limit, offset, with_payload=True)
+
+    def scroll_ids(self, where: PageFilter | None = None, *, limit: int = 100,
+                   offset: str | None = None) -> tuple[list[str], str | None]:  # fmt: skip
+        """One page of point ids (nothing else is read), in id order, and the next page's offset."""
+        records, next_offset = self._scroll(where, limit, offset, with_payload=False)
+        return [r.id for r in records], next_offset
 
     @abc.abstractmethod
-    def scroll_ids(
-        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
-    ) -> tuple[list[str], str | None]:
-        """One page of point ids (nothing else is read), in id order, and the next page's offset."""
+    def _scroll(self, where: PageFilter | None, limit: int, offset: str | None, *,
+                with_payload: bool) -> tuple[list[Record], str | None]:  # fmt: skip
+        """One page of points without vectors (payload if ``with_payload``) and the next page's offset."""
 
     @abc.abstractmethod
     def retrieve_stored(self, ids: Sequence[str]) -> list[StoredPoint]:

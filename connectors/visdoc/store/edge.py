@@ -310,24 +310,13 @@ class EdgeStore(Store):
         return self._shard.count(self._qe.CountRequest(exact=True, filter=self._filter(where)))
 
     @_forwarded
-    def scroll(
-        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
+    def _scroll(
+        self, where: PageFilter | None, limit: int, offset: str | None, *, with_payload: bool
     ) -> tuple[list[Record], str | None]:
-        records, next_offset = self._scroll(where, limit, offset, with_payload=True)
-        return [Record.from_qdrant(r, False) for r in records], next_offset
-
-    @_forwarded
-    def scroll_ids(
-        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
-    ) -> tuple[list[str], str | None]:
-        records, next_offset = self._scroll(where, limit, offset, with_payload=False)
-        return [str(r.id) for r in records], next_offset
-
-    def _scroll(self, where: PageFilter | None, limit: int, offset: str | None, *, with_payload: bool) -> tuple:
         request = self._qe.ScrollRequest(offset=offset, limit=limit, filter=self._filter(where),
                                          with_payload=with_payload, with_vector=False)  # fmt: skip
         records, next_offset = self._shard.scroll(request)
-        return records, None if next_offset is None else str(next_offset)
+        return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
 
     @_forwarded
     def _search(self, plan: SearchPlan) -> list[Hit]:

@@ -165,23 +165,13 @@ class ServerStore(Store):
     def count(self, where: PageFilter | None = None) -> int:
         return self.client.count(self.name, count_filter=self._filter(where), exact=True).count
 
-    def scroll(
-        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
+    def _scroll(
+        self, where: PageFilter | None, limit: int, offset: str | None, *, with_payload: bool
     ) -> tuple[list[Record], str | None]:
-        records, next_offset = self._scroll(where, limit, offset, with_payload=True)
-        return [Record.from_qdrant(r, False) for r in records], next_offset
-
-    def scroll_ids(
-        self, where: PageFilter | None = None, *, limit: int = 100, offset: str | None = None
-    ) -> tuple[list[str], str | None]:
-        records, next_offset = self._scroll(where, limit, offset, with_payload=False)
-        return [str(r.id) for r in records], next_offset
-
-    def _scroll(self, where: PageFilter | None, limit: int, offset: str | None, *, with_payload: bool) -> tuple:
         records, next_offset = self.client.scroll(
             self.name, scroll_filter=self._filter(where), limit=limit, offset=offset, with_payload=with_payload
         )
-        return records, None if next_offset is None else str(next_offset)
+        return [Record.from_qdrant(r, False) for r in records], None if next_offset is None else str(next_offset)
 
     def _search(self, plan: SearchPlan) -> list[Hit]:
         m = self._m
