@@ -169,6 +169,19 @@ def test_the_final_check_names_the_points_that_differ(tmp_path):
     source.close()
 
 
+def kill_once_copied(run: subprocess.Popen, count: int, *, of: int) -> None:
+    """SIGKILL a copy once its progress bar (read from outside, on stderr) shows ``count`` of ``of`` points."""
+    seen, done = b"", 0
+    deadline = time.monotonic() + 60
+    while done < count and time.monotonic() < deadline and run.poll() is None:
+        if select.select([run.stderr], [], [], 1)[0]:
+            seen += os.read(run.stderr.fileno(), 4096)
+            done = max([int(n) for n in re.findall(rb"(\d+)/%d" % of, seen)] or [0])
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL, seen.decode()[-2000:]
+
+
 def visdoc_copy(*args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "visdoc", "copy", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=os.environ | env)  # fmt: skip
@@ -180,15 +193,7 @@ def test_a_killed_cli_copy_finishes_when_run_again(tmp_path):
         source.upsert(pages(400, dim=8, tokens=4))
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     run = visdoc_copy(src, dst, "--batch-mb", "0.001", TQDM_MININTERVAL="0")  # one point per step
-    seen, done = b"", 0
-    deadline = time.monotonic() + 60
-    while done < 60 and time.monotonic() < deadline and run.poll() is None:  # the progress bar, read from outside
-        if select.select([run.stderr], [], [], 1)[0]:
-            seen += os.read(run.stderr.fileno(), 4096)
-            done = max([int(n) for n in re.findall(rb"(\d+)/400", seen)] or [0])
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    assert run.returncode == -signal.SIGKILL, seen.decode()[-2000:]
+    kill_once_copied(run, 60, of=400)
     with open_store("dst", data_dir=tmp_path) as target:
         kept = target.count()
     assert 60 <= kept < 400
@@ -269,15 +274,7 @@ def test_a_copy_to_a_server_killed_midway_finishes_when_run_again_and_comes_back
     server_path = str(tmp_path / "q")
     run = subprocess.Popen([sys.executable, str(script), str(tmp_path), server_path, "1"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, env=os.environ | {"TQDM_MININTERVAL": "0"})  # fmt: skip
-    seen, done = b"", 0
-    deadline = time.monotonic() + 60
-    while done < 40 and time.monotonic() < deadline and run.poll() is None:
-        if select.select([run.stderr], [], [], 1)[0]:
-            seen += os.read(run.stderr.fileno(), 4096)
-            done = max([int(n) for n in re.findall(rb"(\d+)/300", seen)] or [0])
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    assert run.returncode == -signal.SIGKILL, seen.decode()[-2000:]
+    kill_once_copied(run, 40, of=300)
     client = QdrantClient(path=server_path)
     with open_store("src", data_dir=tmp_path) as source:
         server = open_store("mid", client=client)
