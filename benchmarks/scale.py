@@ -69,6 +69,17 @@ def maxsim(query_tokens_t, page_tokens: np.ndarray, n_queries: int) -> np.ndarra
     return out
 
 
+def keep_best(
+    best_ids: np.ndarray, best_scores: np.ndarray, scores: np.ndarray, start: int, keep: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``keep`` best of each query's kept pages and the next chunk's (``scores`` ``[queries, n]``
+    of pages ``start ..``), best first, ties broken by the lower page index."""
+    ids = np.concatenate([best_ids, np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)], axis=1)
+    all_scores = np.concatenate([best_scores, scores], axis=1)
+    order = np.lexsort((ids, -all_scores), axis=1)[:, :keep]
+    return np.take_along_axis(ids, order, 1), np.take_along_axis(all_scores, order, 1)
+
+
 def page_id(n: int) -> str:
     return f"00000000-0000-0000-0000-{n:012d}"
 
@@ -176,11 +187,7 @@ def main() -> None:
             generate_s += time.perf_counter() - start
             start = time.perf_counter()
             scores = maxsim(query_tokens_t, pages.tokens, args.queries).T
-            ids = np.broadcast_to(np.arange(done, done + n), scores.shape)
-            best_ids = np.concatenate([best_ids, ids], axis=1)
-            best_scores = np.concatenate([best_scores, scores], axis=1)
-            keep = np.lexsort((best_ids, -best_scores), axis=1)[:, :TOP]
-            best_ids, best_scores = np.take_along_axis(best_ids, keep, 1), np.take_along_axis(best_scores, keep, 1)
+            best_ids, best_scores = keep_best(best_ids, best_scores, scores, done, TOP)
             truth_s += time.perf_counter() - start
             for profile, store in stores.items():
                 if size > limits.get(profile, sizes[-1]):

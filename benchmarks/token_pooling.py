@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import maxsim  # noqa: E402
+from scale import keep_best, maxsim  # noqa: E402
 from synthetic_pages import SyntheticCorpus  # noqa: E402
 
 from visdoc.evaluation.metrics import evaluate  # noqa: E402
@@ -86,10 +86,7 @@ def exact_top(corpus: SyntheticCorpus, queries, size: int, keep: int) -> np.ndar
     for lo in range(0, size, CHUNK):
         n = min(CHUNK, size - lo)
         scores = maxsim(query_tokens_t, corpus.pages(n, start=lo).tokens, n_queries).T
-        best_ids = np.concatenate([best_ids, np.broadcast_to(np.arange(lo, lo + n), scores.shape)], axis=1)
-        best_scores = np.concatenate([best_scores, scores], axis=1)
-        order = np.lexsort((best_ids, -best_scores), axis=1)[:, :keep]
-        best_ids, best_scores = np.take_along_axis(best_ids, order, 1), np.take_along_axis(best_scores, order, 1)
+        best_ids, best_scores = keep_best(best_ids, best_scores, scores, lo, keep)
     return best_ids
 
 
